@@ -93,7 +93,8 @@ const char *rill_loop_name(const struct rill_loop *loop);
  * manual clock), cached at the start of each iteration. */
 uint64_t rill_loop_now(const struct rill_loop *loop);
 
-/* Thread: loop thread only, manual-clock loops only. Move the clock forward
+/* Thread: loop thread, or any thread when no thread runs the loop.
+ * Manual-clock loops only. Move the clock forward
  * by @ns and run every timer that became due, in deadline order. Returns the
  * number of timer callbacks run, or -EINVAL for a loop with a real clock. */
 int rill_loop_advance_clock(struct rill_loop *loop, uint64_t ns);

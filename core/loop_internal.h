@@ -1,0 +1,100 @@
+/* Private to the loop, its timers and futures. */
+#ifndef RILL_LOOP_INTERNAL_H
+#define RILL_LOOP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rill/loop.h"
+#include "rill/timer.h"
+
+/* ThreadSanitizer cannot see the ordering liburcu's queue provides (its
+ * atomics are inline assembly), so posting and running a task are
+ * annotated as a release/acquire pair on the task. */
+#if defined(__SANITIZE_THREAD__)
+#define RILL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RILL_TSAN 1
+#endif
+#endif
+#ifdef RILL_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define rill__tsan_acquire(p) __tsan_acquire(p)
+#define rill__tsan_release(p) __tsan_release(p)
+#else
+#define rill__tsan_acquire(p) ((void)(p))
+#define rill__tsan_release(p) ((void)(p))
+#endif
+
+enum loop_state {
+    LOOP_NEW = 0,
+    LOOP_RUNNING = 1,
+    LOOP_SHUTTING_DOWN = 2,
+    LOOP_TERMINATED = 3,
+};
+
+/* Timer heap: a binary min-heap on (deadline, seq); each timer knows its
+ * slot so cancellation is O(log n). Loop thread only. */
+struct rill_timer_heap {
+    struct rill_timer **v;
+    size_t n, cap;
+    uint64_t seq;
+};
+
+/* High bit of submit_gate: the loop has terminated. Low bits: posters
+ * between their check and their enqueue; termination waits for them to
+ * drain so no task is enqueued after the final drain. */
+#define LOOP_GATE_CLOSED (1ull << 63)
+
+struct rill_loop {
+    /* Written by posting threads. */
+    struct __cds_wfcq_head qhead;
+    struct cds_wfcq_tail qtail;
+    _Atomic uint64_t submit_gate;
+    _Atomic int wake_armed; /* 1 while the loop sleeps or is about to */
+    _Atomic uint64_t posted, ran;
+
+    /* Loop thread. */
+    int epfd, evfd;
+    struct epoll_event *events;
+    int max_events;
+    int ev_cur, ev_n; /* dispatch position, for rill_io_stop invalidation */
+    _Atomic uint64_t now;
+    bool manual_clock;
+    struct rill_timer_heap timers;
+    uint64_t last_task_ns; /* real time the loop last ran a task (quiet period) */
+    bool timers_cancelled;
+
+    /* Lifecycle. */
+    _Atomic int state;
+    _Atomic int in_run; /* a thread is inside run / run_once */
+    _Atomic uint64_t quiet_ns, deadline_ns;
+    pthread_t thread;
+    bool has_thread, joined;
+    int cpu;
+    struct rill_promise *termination;
+    char name[32];
+};
+
+/* timer.c */
+void rill__timers_init(struct rill_timer_heap *h);
+void rill__timers_free(struct rill_timer_heap *h);
+/* Nanoseconds until the earliest deadline (0 if due), or -1 if none. */
+int64_t rill__timers_next(struct rill_loop *loop);
+/* Run every timer due at loop->now; returns how many ran. */
+int rill__timers_run(struct rill_loop *loop);
+/* Cancel every pending timer (termination). */
+void rill__timers_cancel_all(struct rill_loop *loop);
+
+/* loop.c */
+int rill__loop_post(struct rill_loop *loop, struct rill_task *t);
+static inline uint64_t rill__loop_now(const struct rill_loop *loop)
+{
+    return atomic_load_explicit(&((struct rill_loop *)loop)->now, memory_order_relaxed);
+}
+
+#endif /* RILL_LOOP_INTERNAL_H */
