@@ -27,8 +27,8 @@ struct rill_msg *rill_msg_retain(struct rill_msg *m)
     unsigned old = atomic_fetch_add_explicit(&m->_refcnt, 1, memory_order_relaxed);
 #if RILL_DEBUG
     if (RILL_UNLIKELY(old == 0))
-        RILL_PANIC("use after release: retain of message %p (type %u) whose count is 0",
-                   (void *)m, m->type);
+        RILL_PANIC("use after release: retain of message %p (type %u) whose count is 0", (void *)m,
+                   m->type);
 #else
     (void)old;
 #endif
@@ -70,8 +70,7 @@ void rill_msg_touch_at(struct rill_msg *m, const char *hint, const char *file, i
 {
 #if RILL_DEBUG
     if (RILL_UNLIKELY(rill_msg_refcnt(m) == 0))
-        RILL_PANIC("use after release: touch (%s) of message %p whose count is 0", hint,
-                   (void *)m);
+        RILL_PANIC("use after release: touch (%s) of message %p whose count is 0", hint, (void *)m);
 #endif
     if (RILL_UNLIKELY(m->_leak != NULL))
         rill__leak_touch(m, hint, file, line, __builtin_return_address(0));

@@ -176,8 +176,7 @@ int rill_promise_cancel(struct rill_promise *p)
 
 bool rill_promise_is_done(const struct rill_promise *p)
 {
-    return atomic_load_explicit(&((struct rill_promise *)p)->state, memory_order_acquire) ==
-           P_DONE;
+    return atomic_load_explicit(&((struct rill_promise *)p)->state, memory_order_acquire) == P_DONE;
 }
 
 bool rill_promise_is_cancelled(const struct rill_promise *p)

@@ -158,8 +158,7 @@ int rill__loop_post(struct rill_loop *loop, struct rill_task *t)
     atomic_fetch_add_explicit(&loop->posted, 1, memory_order_relaxed);
     rill__tsan_release(t);
     cds_wfcq_enqueue(&loop->qhead, &loop->qtail, &t->_node);
-    if (tls_loop != loop && atomic_load(&loop->wake_armed) &&
-        atomic_exchange(&loop->wake_armed, 0))
+    if (tls_loop != loop && atomic_load(&loop->wake_armed) && atomic_exchange(&loop->wake_armed, 0))
         wake(loop);
     atomic_fetch_sub(&loop->submit_gate, 1);
     return 0;
@@ -270,8 +269,7 @@ int rill_io_stop(struct rill_io *io)
     RILL_ASSERT_IN_LOOP(loop);
     int err = 0;
     /* EBADF/ENOENT: the fd was closed first; the watcher stops all the same. */
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0 && errno != EBADF &&
-        errno != ENOENT)
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0 && errno != EBADF && errno != ENOENT)
         err = -errno;
     /* Forget events already collected for this watcher (libuv does the same). */
     for (int i = loop->ev_cur + 1; i < loop->ev_n; i++)
@@ -364,8 +362,8 @@ void rill_loop_shutdown(struct rill_loop *loop, uint64_t quiet_ns, uint64_t time
         ;
     atomic_store(&loop->quiet_ns, quiet_ns);
     int s = atomic_load(&loop->state);
-    while (s < LOOP_SHUTTING_DOWN && !atomic_compare_exchange_weak(&loop->state, &s,
-                                                                   LOOP_SHUTTING_DOWN))
+    while (s < LOOP_SHUTTING_DOWN &&
+           !atomic_compare_exchange_weak(&loop->state, &s, LOOP_SHUTTING_DOWN))
         ;
     if (tls_loop != loop) {
         atomic_store(&loop->wake_armed, 0);
@@ -518,8 +516,7 @@ void rill_loop_free(struct rill_loop *loop)
         RILL_PANIC("rill_loop_free called on loop %s's own thread", loop->name);
     if (loop->has_thread) {
         if (!rill_loop_is_shutting_down(loop))
-            RILL_PANIC("rill_loop_free: loop %s is still running; shut it down first",
-                       loop->name);
+            RILL_PANIC("rill_loop_free: loop %s is still running; shut it down first", loop->name);
         pthread_join(loop->thread, NULL);
     } else if (!rill_loop_is_terminated(loop)) {
         /* Never ran (or ran only run_once): run what is queued, here. */

@@ -72,8 +72,7 @@ int rill_loop_group_new(const struct rill_loop_group_opts *opts, struct rill_loo
         if (opts->max_events > 0)
             lo.max_events = opts->max_events;
         if (opts->pin)
-            lo.cpu = opts->cpus && opts->ncpus > 0 ? opts->cpus[i % opts->ncpus]
-                                                   : (int)(i % ncpu);
+            lo.cpu = opts->cpus && opts->ncpus > 0 ? opts->cpus[i % opts->ncpus] : (int)(i % ncpu);
         err = rill_loop_new(&lo, &g->loops[i]);
         if (err)
             break;

@@ -182,8 +182,8 @@ int rill__timers_run(struct rill_loop *loop)
         if (t->mode == RILL_TIMER_FIXED_RATE)
             t->deadline += t->period;
         else
-            t->deadline = (loop->manual_clock ? rill__loop_now(loop) : rill_clock_now_ns()) +
-                          t->period;
+            t->deadline =
+                (loop->manual_clock ? rill__loop_now(loop) : rill_clock_now_ns()) + t->period;
         if (heap_push(h, t) < 0) {
             RILL_ERROR("loop %s: out of memory re-arming a timer; it is cancelled", loop->name);
             atomic_store(&t->state, T_CANCELLED);

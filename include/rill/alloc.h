@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RILL_ALLOC_MAX_POOLED (64u * 1024u) /* largest size served from the class caches */
+#define RILL_ALLOC_MAX_POOLED  (64u * 1024u) /* largest size served from the class caches */
 #define RILL_ALLOC_MAX_CLASSES 48
-#define RILL_ALLOC_MAX_HOOKS 8
+#define RILL_ALLOC_MAX_HOOKS   8
 
 /* Allocate at least @size bytes of I/O memory (size 0 is treated as 1).
  * When @usable is not NULL it receives the real size of the block, which
@@ -61,7 +61,7 @@ int rill_alloc_hook_add(const struct rill_mem_hook *hook, int *slot);
 int rill_alloc_hook_remove(int slot);
 
 struct rill_mem_region {
-    void *base;   /* the chunk holding the pointer */
+    void *base; /* the chunk holding the pointer */
     size_t len;
     void *handle; /* what the hook's reg() returned for this chunk */
 };
@@ -74,18 +74,18 @@ int rill_alloc_lookup(const void *ptr, int slot, struct rill_mem_region *out);
 /* ---- statistics ---- */
 
 struct rill_alloc_class_stats {
-    size_t size;           /* block size of the class */
-    uint64_t in_use;       /* blocks handed out and not freed */
-    uint64_t cached;       /* blocks held in thread caches */
+    size_t size;            /* block size of the class */
+    uint64_t in_use;        /* blocks handed out and not freed */
+    uint64_t cached;        /* blocks held in thread caches */
     uint64_t allocs, frees; /* cumulative */
 };
 
 struct rill_alloc_stats {
-    uint64_t bytes_in_use;   /* usable bytes handed out (pooled + large) */
-    uint64_t bytes_mapped;   /* bytes of chunks mapped from the system */
-    uint64_t chunks;         /* chunks mapped */
-    uint64_t large_in_use;   /* large blocks handed out */
-    uint64_t large_bytes;    /* their usable bytes */
+    uint64_t bytes_in_use; /* usable bytes handed out (pooled + large) */
+    uint64_t bytes_mapped; /* bytes of chunks mapped from the system */
+    uint64_t chunks;       /* chunks mapped */
+    uint64_t large_in_use; /* large blocks handed out */
+    uint64_t large_bytes;  /* their usable bytes */
     unsigned nclasses;
     struct rill_alloc_class_stats classes[RILL_ALLOC_MAX_CLASSES];
 };

@@ -70,18 +70,18 @@ struct rill_buf {
     uint8_t _flags;
     union {
         struct {
-            void *block;      /* allocator block holding this header (and inline data) */
+            void *block; /* allocator block holding this header (and inline data) */
             size_t block_size;
             void *data_block; /* separate data block after growth, else NULL */
             size_t data_size;
-            void *retired;    /* old memory kept alive for views (see ensure_writable) */
+            void *retired; /* old memory kept alive for views (see ensure_writable) */
         } pooled;
         struct {
             void *block;
             size_t block_size;
             rill_buf_free_fn *free_fn;
             void *arg;
-            void *mem;        /* the user's memory, handed back at destroy */
+            void *mem; /* the user's memory, handed back at destroy */
         } wrapped;
         struct {
             void *block;

@@ -47,8 +47,7 @@ size_t rill_leak_report(FILE *out);
 struct rill_msg;
 void rill__leak_track(struct rill_msg *m, void *site);
 void rill__leak_untrack(struct rill_msg *m);
-void rill__leak_touch(struct rill_msg *m, const char *what, const char *file, int line,
-                      void *site);
+void rill__leak_touch(struct rill_msg *m, const char *what, const char *file, int line, void *site);
 extern _Atomic int rill__leak_mode; /* -1 until initialised; read via rill_leak_mode() */
 
 #endif /* RILL_LEAK_H */

@@ -44,11 +44,11 @@ int rill_log_enabled(enum rill_log_level level);
         if (rill_log_enabled(level))                                                               \
             rill_log_write(level, __FILE__, __LINE__, __VA_ARGS__);                                \
     } while (0)
-#define RILL_TRACE(...) RILL_LOG(RILL_LOG_TRACE, __VA_ARGS__)
+#define RILL_TRACE(...)  RILL_LOG(RILL_LOG_TRACE, __VA_ARGS__)
 #define RILL_DEBUGF(...) RILL_LOG(RILL_LOG_DEBUG, __VA_ARGS__)
-#define RILL_INFO(...)  RILL_LOG(RILL_LOG_INFO, __VA_ARGS__)
-#define RILL_WARN(...)  RILL_LOG(RILL_LOG_WARN, __VA_ARGS__)
-#define RILL_ERROR(...) RILL_LOG(RILL_LOG_ERROR, __VA_ARGS__)
+#define RILL_INFO(...)   RILL_LOG(RILL_LOG_INFO, __VA_ARGS__)
+#define RILL_WARN(...)   RILL_LOG(RILL_LOG_WARN, __VA_ARGS__)
+#define RILL_ERROR(...)  RILL_LOG(RILL_LOG_ERROR, __VA_ARGS__)
 
 /* Print a message naming the broken contract and abort. Used by the debug
  * checks; Thread: any. */

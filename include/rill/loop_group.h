@@ -17,13 +17,13 @@ enum rill_loop_role {
 };
 
 struct rill_loop_group_opts {
-    int nloops;              /* 0: one per online CPU */
+    int nloops; /* 0: one per online CPU */
     enum rill_loop_role role;
-    const char *name;        /* thread name prefix; default "boss"/"worker" */
-    bool pin;                /* pin loop i to cpus[i % ncpus], or CPU i % nproc */
-    const int *cpus;         /* optional CPU list for pinning (borrowed) */
+    const char *name; /* thread name prefix; default "boss"/"worker" */
+    bool pin;         /* pin loop i to cpus[i % ncpus], or CPU i % nproc */
+    const int *cpus;  /* optional CPU list for pinning (borrowed) */
     int ncpus;
-    int max_events;          /* per-loop epoll batch; 0: default */
+    int max_events; /* per-loop epoll batch; 0: default */
 };
 
 /* Thread: any. Defaults: one loop per CPU, worker role, no pinning. */

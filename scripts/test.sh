@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up, build and run every test (the README's test command).
+#
+#   scripts/test.sh                 Debug build in build/debug, all ctest suites
+#   RILL_SANITIZE=address scripts/test.sh      ASan+UBSan build in build/asan
+#   RILL_SANITIZE=thread  scripts/test.sh      TSan build in build/tsan, tests labelled "threaded"
+#   RILL_CTEST_ARGS="-L core" scripts/test.sh  pass extra arguments to ctest
+#
+# Every test runs with the leak detector in paranoid mode; a leaked message
+# fails its test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+"${RILL_SETUP:-scripts/setup.sh}"
+
+san="${RILL_SANITIZE:-}"
+case "$san" in
+"") dir=build/debug ;;
+address) dir=build/asan ;;
+thread) dir=build/tsan ;;
+*) echo "test.sh: RILL_SANITIZE must be empty, address or thread" >&2; exit 2 ;;
+esac
+dir="${RILL_BUILD_DIR:-$dir}"
+
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRILL_SANITIZE="$san" \
+    -DRILL_BUILD_BENCH=OFF ${RILL_CMAKE_ARGS:-} >/dev/null
+cmake --build "$dir"
+
+ctest_args=(--output-on-failure -j "$(nproc)")
+if [ "$san" = thread ]; then
+    ctest_args+=(-L threaded)
+    # TSan needs an address space without ASLR surprises on some kernels.
+    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+elif [ "$san" = address ]; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1 abort_on_error=1}"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1 halt_on_error=1}"
+fi
+# shellcheck disable=SC2086
+ctest --test-dir "$dir" "${ctest_args[@]}" ${RILL_CTEST_ARGS:-}
