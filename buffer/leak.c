@@ -313,6 +313,19 @@ static const char *type_name(unsigned type)
     }
 }
 
+/* The main program's file, for addr2line. Called under the lock. */
+static const char *exe_path(void)
+{
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+        if (n <= 0)
+            n = snprintf(path, sizeof(path), "(main program)");
+        path[n] = '\0';
+    }
+    return path;
+}
+
 /* "function+0xoff (module+0xoff)". Return addresses point after the call,
  * so step back one byte to name the calling line. Static functions are not
  * in the dynamic symbol table: they print as "??" (or as the nearest
@@ -328,6 +341,8 @@ static void print_frame(FILE *out, void *addr)
         return;
     }
     const char *module = info.dli_fname && *info.dli_fname ? info.dli_fname : "?";
+    if (lm->l_name == NULL || lm->l_name[0] == '\0')
+        module = exe_path(); /* dli_fname is argv[0] here, which need not be a path */
     if (info.dli_sname && info.dli_saddr)
         fprintf(out, "%s+0x%lx", info.dli_sname, (unsigned long)(pc - (uintptr_t)info.dli_saddr));
     else

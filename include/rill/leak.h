@@ -9,7 +9,10 @@
  *
  * At process exit (simple and paranoid) a report goes to stderr when
  * anything leaked; with $RILL_LEAK_EXITCODE=N set, the process then exits
- * with status N so test runs fail on any leak.
+ * with status N so test runs fail on any leak (later atexit handlers are
+ * skipped then). A forked child that calls exit() checks the messages it
+ * inherited too: children should _exit() or exec. Unknown $RILL_LEAK values
+ * log a warning and mean off.
  *
  * Every function here: Thread: any. */
 #ifndef RILL_LEAK_H
@@ -28,8 +31,11 @@ enum rill_leak_mode {
 /* The mode in force (read from the environment on first use). */
 enum rill_leak_mode rill_leak_mode(void);
 
-/* Override the mode before any message exists (tests). Returns 0, or
- * -EBUSY when messages are already being tracked. */
+/* Override the mode (tests; the environment is not read again afterwards).
+ * Only while no tracked message is alive: returns 0, -EBUSY when
+ * rill_leak_live() != 0, or -EINVAL for an unknown mode. Messages created
+ * while the mode was off stay untracked. Don't race it against threads
+ * that create messages. */
 int rill_leak_set_mode(enum rill_leak_mode mode);
 
 /* Messages alive now (0 in off mode). */
@@ -37,7 +43,10 @@ size_t rill_leak_live(void);
 
 /* Write a report of every live message to @out (paranoid: with allocation
  * backtrace and last touches; simple: counts per type). Returns the number
- * of live messages. */
+ * of live messages. Frames print as function+offset (module+offset): static
+ * functions are not in the dynamic symbol table and print as "??" (link
+ * executables with -rdynamic to name their global functions); resolve any
+ * frame with `addr2line -f -e module offset`. */
 size_t rill_leak_report(FILE *out);
 
 /* Maximum number of touches kept per message in paranoid mode. */
