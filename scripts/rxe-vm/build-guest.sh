@@ -80,6 +80,7 @@ initrd_key=$(
     echo "builder=$builder_version"
     printf 'module=%s\n' "${modules[@]}"
     sha256sum <"$init_src"
+    sha256sum <"${BASH_SOURCE[0]}" # this builder: its output may change too
     sha256sum <"$busybox"
   } | sha256sum | cut -d' ' -f1
 )
@@ -91,14 +92,11 @@ stamp_get() { # KEY -> value from the stamp, or empty
 
 resolve_kpkg() {
   local out pkg
-  if ! out=$(LC_ALL=C apt-cache depends linux-image-amd64 2>&1); then
-    die "cannot resolve the guest kernel: 'apt-cache depends linux-image-amd64' failed:
-$out
-Run 'apt-get update' first (the package lists may be empty), or set RXE_VM_KPKG."
-  fi
+  out=$(LC_ALL=C apt-cache depends linux-image-amd64 2>&1) || true
   pkg=$(awk '/Depends: linux-image-[0-9]/ { print $2; exit }' <<<"$out")
-  [[ -n $pkg ]] || die "cannot resolve the guest kernel: 'apt-cache depends linux-image-amd64' names no linux-image-<version> package.
-Run 'apt-get update' first (the package lists may be empty), or set RXE_VM_KPKG=linux-image-<version>-amd64."
+  [[ -n $pkg ]] || die "cannot resolve the guest kernel from linux-image-amd64: run 'apt-get update' first (the package lists may be empty), or set RXE_VM_KPKG=linux-image-<version>-amd64.
+'apt-cache depends linux-image-amd64' said:
+$out"
   printf '%s\n' "$pkg"
 }
 
@@ -142,9 +140,8 @@ if ((${#debs[@]} == 0)); then
   apt_opts=()
   # As root apt warns that the _apt user cannot write here; it is harmless.
   [[ $(id -u) == 0 ]] && apt_opts+=(-o APT::Sandbox::User=root)
-  if ! (cd "$work/dl" && apt-get "${apt_opts[@]}" download "$kpkg"); then
-    die "'apt-get download $kpkg' failed. Check that the Debian archive is reachable
-and that the package lists are current ('apt-get update'), or set RXE_VM_KPKG."
+  if ! (cd "$work/dl" && apt-get "${apt_opts[@]}" download "$kpkg" >&2); then
+    die "'apt-get download $kpkg' failed: is the Debian archive reachable and were the package lists updated ('apt-get update')? Or set RXE_VM_KPKG."
   fi
   dl=("$work/dl/"*.deb)
   ((${#dl[@]} == 1)) || die "apt-get download produced no single .deb for $kpkg"
@@ -163,10 +160,8 @@ kver=$(basename "${kdirs[0]}")
 vmlinuz=$work/kroot/boot/vmlinuz-$kver
 [[ -f $vmlinuz ]] || die "$kpkg has no boot/vmlinuz-$kver"
 
-# The .deb ships no modules.dep (its postinst runs depmod).
-"$busybox" depmod -b "$work/kroot" "$kver" || die "busybox depmod failed for $kver"
 moddir=$work/kroot/lib/modules/$kver
-[[ -s $moddir/modules.dep ]] || die "depmod produced no modules.dep"
+[[ -d $moddir/kernel ]] || die "$kpkg has no lib/modules/$kver/kernel"
 
 # --- vmlinux: uncompressed ELF so qemu can boot it via PVH (skips the slow
 # in-guest xz decompression under TCG) ----------------------------------------
@@ -187,44 +182,58 @@ log "building initramfs"
 ird=$work/initrd
 mkdir -p "$ird"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,etc,lower,ovl,newroot,results}
 cp "$busybox" "$ird/bin/busybox"
+ln -s busybox "$ird/bin/sh" # for /init's #! line; the rest comes from --install
 install -m 0755 "$init_src" "$ird/init"
 
-# Resolve each wanted module and its dependencies to paths in modules.dep
-# (module names treat '-' and '_' alike).
-names=()
-for m in "${modules[@]}"; do names+=("${m#\?}"); done
-mapfile -t kos < <(
-  awk -v want="${names[*]}" '
-    function norm(p,  b) { b = p; sub(/.*\//, "", b); sub(/\.ko(\.[a-z]+)?$/, "", b)
-                           gsub(/-/, "_", b); return b }
-    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) { x = w[i]; gsub(/-/, "_", x); wanted[x] = 1 } }
-    { f = $1; sub(/:$/, "", f)
-      if (norm(f) in wanted) { found[norm(f)] = 1; print f
-        for (i = 2; i <= NF; i++) print $i } }
-    END { for (x in wanted) if (!(x in found)) print "MISSING:" x }
-  ' "$moddir/modules.dep" | sort -u
-)
-for ko in "${kos[@]}"; do
-  if [[ $ko == MISSING:* ]]; then
-    name=${ko#MISSING:}
-    # Optional modules may be built in or absent; required ones must exist.
-    opt=0
-    for m in "${modules[@]}"; do
-      if [[ $m == \?* ]]; then
-        m=${m#\?}
-        [[ ${m//-/_} == "$name" ]] && opt=1
-      fi
-    done
-    if ((opt)); then log "note: optional module $name not found in $kver"; continue; fi
-    if grep -qE "/${name//_/[-_]}\.ko" "$moddir/modules.builtin" 2>/dev/null; then continue; fi
-    die "module $name not found in $kpkg ($kver)"
-  fi
-  dst=$ird/lib/modules/$kver/${ko%.xz}
-  dst=${dst%.zst}
+# Pick each wanted module plus, recursively, what its .modinfo "depends="
+# names.  (The .deb ships no modules.dep, its postinst runs depmod; running
+# busybox depmod over all ~4000 modules costs more than reading these few.)
+# Module names treat '-' and '_' alike.
+declare -A kopath=() picked=()
+while IFS= read -r p; do
+  b=${p##*/}
+  b=${b%%.ko*}
+  kopath[${b//-/_}]=$p
+done < <(cd "$moddir" && find kernel -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst')
+
+ko_depends() { # FILE -> its depends= list, ','-separated
+  case $1 in
+    *.xz) xz -dc "$1" ;;
+    *.zst) need zstd "modules are zstd-compressed: apt-get install zstd"; zstd -qdc "$1" ;;
+    *) cat "$1" ;;
+  esac | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n1
+}
+
+pick() { # NAME: returns 1 when there is no such module file
+  local n=${1//-/_} p d
+  local -a deps
+  [[ -n ${picked[$n]:-} ]] && return 0
+  p=${kopath[$n]:-}
+  [[ -n $p ]] || return 1
+  picked[$n]=$p
+  IFS=, read -r -a deps <<<"$(ko_depends "$moddir/$p")"
+  for d in "${deps[@]}"; do
+    [[ -z $d ]] || pick "$d" || die "module $d (needed by $n) not found in $kpkg"
+  done
+}
+
+for m in "${modules[@]}"; do
+  name=${m#\?}
+  pick "$name" && continue
+  # Built in: nothing to load.  Optional: /init tolerates its absence.
+  grep -qE "/${name//[-_]/[-_]}\.ko\$" "$moddir/modules.builtin" 2>/dev/null && continue
+  [[ $m == \?* ]] && { log "note: optional module $name not in $kver"; continue; }
+  die "module $name not found in $kpkg ($kver)"
+done
+
+for ko in "${picked[@]}"; do
+  dst=${ko%.xz}
+  dst=$ird/lib/modules/$kver/${dst%.zst}
   mkdir -p "$(dirname "$dst")"
+  # Stored uncompressed: busybox modprobe need not support xz/zstd.
   case $ko in
     *.xz) xz -dc "$moddir/$ko" >"$dst" ;;
-    *.zst) need zstd "modules are zstd-compressed"; zstd -qdc "$moddir/$ko" >"$dst" ;;
+    *.zst) zstd -qdc "$moddir/$ko" >"$dst" ;;
     *) cp "$moddir/$ko" "$dst" ;;
   esac
 done
@@ -242,9 +251,9 @@ mv -f "$work/initramfs.cpio.gz" "$cache/initramfs.cpio.gz"
   echo "kver=$kver"
   echo "deb=${deb##*/}"
   echo "initrd_key=$initrd_key"
-  echo "modules=${#kos[@]}"
+  echo "modules=${#picked[@]}"
 } >"$cache/stamp.tmp"
 mv -f "$cache/stamp.tmp" "$cache/stamp"
 
-log "built $kpkg ($kver), ${#kos[@]} modules, in $((SECONDS - t0)) s: $cache"
+log "built $kpkg ($kver), ${#picked[@]} modules, in $((SECONDS - t0)) s: $cache"
 printf '%s\n' "$cache"

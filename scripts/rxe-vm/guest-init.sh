@@ -54,6 +54,7 @@ echo "$t_init init started" >>"$share/timings"
 stamp "modules loaded, run share mounted"
 [ -r /results/config ] || die "no /results/config"
 # Written by run.sh: RXE_VM_RW_COUNT, RXE_VM_RW_<i> (single-quoted paths).
+# shellcheck disable=SC1091
 . /results/config
 
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=$msize,ro,cache=loose hostroot /lower ||
@@ -80,10 +81,11 @@ share=$nr/run/rxe-vm
 
 i=0
 while [ "$i" -lt "${RXE_VM_RW_COUNT:-0}" ]; do
+  dir=
   eval "dir=\$RXE_VM_RW_$i"
   # Physical paths (run.sh resolves symlinks), so this cannot escape $nr.
-  mkdir -p "$nr$dir" &&
-    mount -t 9p -o trans=virtio,version=9p2000.L,msize=$msize,cache=mmap "rw$i" "$nr$dir" ||
+  mkdir -p "$nr$dir" || die "cannot create $dir in the guest"
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=$msize,cache=mmap "rw$i" "$nr$dir" ||
     die "cannot mount the read-write share $dir"
   i=$((i + 1))
 done

@@ -22,8 +22,9 @@
 # ':'-separated), RXE_VM_CACHE (/var/tmp/rxe-vm), RXE_VM_ACCEL
 # (tcg,thread=multi), RXE_VM_CPU (max), RXE_VM_KEEP=1 (keep the run dir),
 # RXE_VM_VERBOSE=1 (print guest milestones and wall time), RXE_VM_STATUS_FILE
-# (write one line there: ok, timeout, build-failed, boot-failed: ...,
-# setup-failed: ..., interrupted).
+# (write one line there: ok, timeout, build-failed: ..., boot-failed: ...,
+# setup-failed: ..., usage: ..., interrupted; a timeout before CMD started is
+# boot-failed, still exit 124).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -34,7 +35,7 @@ tmo=${RXE_VM_TIMEOUT:-1800}
 accel=${RXE_VM_ACCEL:-tcg,thread=multi}
 cpu=${RXE_VM_CPU:-max}
 status_file=${RXE_VM_STATUS_FILE:-}
-t_start=$SECONDS
+t_start=$EPOCHREALTIME
 
 say() { printf 'rxe-vm: %s\n' "$*" >&2; }
 status() { if [[ -n $status_file ]]; then printf '%s\n' "$*" >"$status_file" || true; fi; }
@@ -48,8 +49,9 @@ if (($# == 0)); then
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
   harness_fail "usage: run.sh CMD [ARGS...]"
 fi
-for v in smp mem tmo; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || harness_fail "boot-failed: bad RXE_VM_${v^^} value '${!v}'"
+for v in SMP MEM TIMEOUT; do
+  case $v in SMP) x=$smp ;; MEM) x=$mem ;; TIMEOUT) x=$tmo ;; esac
+  [[ $x =~ ^[1-9][0-9]*$ ]] || harness_fail "usage: RXE_VM_$v must be a positive integer, not '$x'"
 done
 
 command -v qemu-system-x86_64 >/dev/null 2>&1 ||
@@ -69,7 +71,7 @@ fi
 declare -a rw=()
 add_rw() {
   local d
-  d=$(cd -- "$1" 2>/dev/null && pwd -P) || harness_fail "boot-failed: RXE_VM_RW entry '$1' is not a directory"
+  d=$(cd -- "$1" 2>/dev/null && pwd -P) || harness_fail "usage: RXE_VM_RW entry '$1' is not a directory"
   if [[ $d == / ]]; then
     say "note: not sharing / read-write (run from a project dir to get outputs back)"
     return
@@ -94,6 +96,7 @@ done < <(printf '%s\n' "${rw[@]}" | awk '{ print length($0) "\t" $0 }' | sort -n
 rundir=$(mktemp -d "${TMPDIR:-/tmp}/rxe-vm.XXXXXX")
 qpid=""
 tail_pids=()
+# shellcheck disable=SC2317 # reached via trap
 cleanup() {
   local p
   for p in "${tail_pids[@]}" $qpid; do kill "$p" 2>/dev/null || true; done
@@ -103,6 +106,7 @@ cleanup() {
     rm -rf "$rundir"
   fi
 }
+# shellcheck disable=SC2317 # reached via trap
 on_signal() {
   trap - INT TERM
   say "caught SIG$1, stopping the VM"
@@ -174,7 +178,7 @@ show_tail() { # FILE LABEL
 if [[ ${RXE_VM_VERBOSE:-0} == 1 && -s $rundir/timings ]]; then
   say "guest uptime at milestones:"
   sed 's/^/rxe-vm:   /' "$rundir/timings" >&2
-  say "wall time: $((SECONDS - t_start)) s"
+  say "wall time: $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 fi
 
 if [[ -s $rundir/rc ]]; then
@@ -185,8 +189,13 @@ if [[ -s $rundir/rc ]]; then
 fi
 if ((qrc == 124)); then
   show_tail "$rundir/console.log" console.log
-  status "timeout"
-  say "timed out after $tmo s (RXE_VM_TIMEOUT); VM killed"
+  if grep -q 'rxe ready' "$rundir/timings" 2>/dev/null; then
+    status "timeout"
+    say "timed out after $tmo s (RXE_VM_TIMEOUT); VM killed"
+  else
+    status "boot-failed: timed out after $tmo s before the command started"
+    say "timed out after $tmo s before the command started (boot or rxe setup hung); VM killed"
+  fi
   exit 124
 fi
 if [[ -e $rundir/setup-failed ]]; then
