@@ -19,6 +19,10 @@
 #define RILL_ALLOC_MAX_POOLED  (64u * 1024u) /* largest size served from the class caches */
 #define RILL_ALLOC_MAX_CLASSES 48
 #define RILL_ALLOC_MAX_HOOKS   8
+/* Every chunk of I/O memory starts at a multiple of this, and the arena grows
+ * by at most this much at a time: a chunk is this long (less for the
+ * allocator's first, metadata-sized chunks) unless one large block needs more. */
+#define RILL_ALLOC_CHUNK_ALIGN (4u * 1024u * 1024u)
 
 /* Allocate at least @size bytes of I/O memory (size 0 is treated as 1).
  * When @usable is not NULL it receives the real size of the block, which
