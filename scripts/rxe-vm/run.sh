@@ -85,6 +85,7 @@ if [[ -n ${RXE_VM_RW:-} ]]; then
 fi
 declare -a shares=()
 while IFS= read -r d; do
+  [[ -n $d ]] || continue # no rw dirs at all (cwd /): printf gave one empty line
   covered=0
   for s in "${shares[@]}"; do
     [[ $d == "$s" || $d == "$s"/* ]] && covered=1
