@@ -71,6 +71,7 @@ mkdir -p "$cache" || die "cannot create cache dir $cache"
 [[ -w $cache ]] || die "cache dir $cache is not writable (set RXE_VM_CACHE)"
 exec 9>"$cache/.lock"
 flock 9
+rm -rf "$cache"/work.* # left by a killed build; we hold the lock
 
 # --- what the initramfs must contain --------------------------------------
 init_src=$here/guest-init.sh
@@ -141,7 +142,7 @@ if ((${#debs[@]} == 0)); then
   # As root apt warns that the _apt user cannot write here; it is harmless.
   [[ $(id -u) == 0 ]] && apt_opts+=(-o APT::Sandbox::User=root)
   if ! (cd "$work/dl" && apt-get "${apt_opts[@]}" download "$kpkg" >&2); then
-    die "'apt-get download $kpkg' failed: is the Debian archive reachable and were the package lists updated ('apt-get update')? Or set RXE_VM_KPKG."
+    die "'apt-get download $kpkg' failed: is the Debian archive reachable and were the package lists updated ('apt-get update')? Or set RXE_VM_KPKG, or RXE_VM_REBUILD=1 to re-resolve the kernel."
   fi
   dl=("$work/dl/"*.deb)
   ((${#dl[@]} == 1)) || die "apt-get download produced no single .deb for $kpkg"
