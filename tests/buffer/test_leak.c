@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "rill/buf.h"
 #include "rill/leak.h"
 #include "rill/msg.h"
 #include "util/testutil.h"
@@ -324,6 +325,61 @@ Test(leak, unknown_mode_warns_and_means_off)
     cr_assert_eq(exit_status(c), 0, "status %#x, output:\n%s", c->status, c->out);
     assert_contains(c->out, "RILL_LEAK=bogus");
     assert_contains(c->out, "mode=0 live=0\n");
+}
+
+/* ---- rill_buf, the main customer ---- */
+
+Test(leak, buffers_and_slices_are_tracked)
+{
+    cr_assert_eq(rill_leak_set_mode(RILL_LEAK_PARANOID), 0);
+    struct rill_buf *b, *s;
+    cr_assert_eq(rill_buf_alloc(64, &b), 0);
+    cr_assert_eq(rill_buf_copy_from("hello world", 11, &s), 0);
+    rill_buf_release(s);
+    cr_assert_eq(rill_leak_live(), 1);
+
+    cr_assert_eq(rill_buf_write_bytes(b, "payload", 7), 0);
+    cr_assert_eq(rill_buf_slice(b, 0, 4, &s), 0); /* a new header: tracked too */
+    cr_assert_eq(rill_leak_live(), 2);
+    size_t n;
+    char *r = report_to_string(&n);
+    cr_assert_eq(n, 2);
+    assert_contains(r, "buf(1)=2");
+    assert_contains(r, "type 1 (buf)");
+    assert_contains(r, "rill_buf_alloc+0x");
+    assert_contains(r, "leak_buffers_and_slices_are_tracked_impl+0x");
+    free(r);
+
+    /* The slice holds a reference to its parent (the storage), so releasing
+     * the parent first keeps both alive. */
+    rill_buf_release(b);
+    cr_assert_eq(rill_leak_live(), 2);
+    rill_buf_release(s);
+    cr_assert_eq(rill_leak_live(), 0);
+}
+
+static void child_leaks_a_slice(void)
+{
+    setenv("RILL_LEAK_EXITCODE", "77", 1);
+    rill_leak_set_mode(RILL_LEAK_PARANOID);
+    struct rill_buf *b, *s;
+    if (rill_buf_alloc(64, &b) || rill_buf_write_bytes(b, "payload", 7) ||
+        rill_buf_slice(b, 0, 4, &s))
+        return;
+    rill_msg_touch(rill_buf_msg(s), "parsed header");
+    rill_buf_release(b); /* the parent, but its storage stays with the slice */
+}
+
+Test(leak, child_leaking_a_slice_reports_both_buffers)
+{
+    struct child *c = &child;
+    run_child(child_leaks_a_slice, c);
+    cr_assert_eq(exit_status(c), 77, "status %#x, output:\n%s", c->status, c->out);
+    assert_contains(c->out, "rill leak report (RILL_LEAK=paranoid): 2 live message(s)");
+    assert_contains(c->out, "by type: buf(1)=2");
+    assert_contains(c->out, "parsed header at test_leak.c:");
+    assert_contains(c->out, "rill_buf_slice+0x"); /* the slice's retain of its parent */
+    assert_contains(c->out, "leak_child_leaking_a_slice_reports_both_buffers_impl+0x");
 }
 
 /* ---- concurrency ---- */
