@@ -4,9 +4,11 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rill/alloc.h"
 #include "util/testutil.h"
@@ -107,6 +109,20 @@ Test(alloc, every_class_and_large_sizes_usable_and_aligned)
     rill_free(p, u);
     rill_free(NULL, 10);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Blocks waiting in a thread cache are poisoned: ASan reports a read of a
+ * freed pooled block and exits with status 1. */
+Test(alloc, use_after_free_of_cached_block_is_caught, .exit_code = 1)
+{
+    volatile uint8_t *p = rill_alloc(300, NULL);
+    cr_assert_not_null(p);
+    rill_free((void *)p, 300);
+    cr_log_info("reading a freed block: expect an ASan report");
+    (void)p[10];
+    cr_assert_fail("ASan did not catch the use after free");
+}
+#endif
 
 /* ---- statistics ---- */
 
@@ -504,6 +520,33 @@ static struct {
     int corrupt;
 } xq = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* A hook added while the workers run: they look up every new block. */
+static atomic_int stress_slot = -1;
+static atomic_int stress_done, stress_bad_lookups, stress_regs, stress_deregs;
+
+static int count_reg(void *arg, void *base, size_t len, void **handle)
+{
+    atomic_fetch_add(&stress_regs, 1);
+    *handle = base;
+    return 0;
+}
+
+static void count_dereg(void *arg, void *base, size_t len, void *handle)
+{
+    atomic_fetch_add(&stress_deregs, 1);
+}
+
+static void check_registered(const struct blk *b)
+{
+    int slot = atomic_load(&stress_slot);
+    struct rill_mem_region mr;
+    const uint8_t *last = (const uint8_t *)b->p + b->size - 1;
+    if (slot >= 0 &&
+        (rill_alloc_lookup(last, slot, &mr) != 0 || mr.handle != mr.base ||
+         (uintptr_t)b->p < (uintptr_t)mr.base || (uintptr_t)last >= (uintptr_t)mr.base + mr.len))
+        atomic_fetch_add(&stress_bad_lookups, 1);
+}
+
 static uint32_t rnd(uint64_t *s)
 {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -562,11 +605,13 @@ static void *stress_thread(void *arg)
             if (!b.p)
                 return (void *)1;
             fill(b.p, b.size, b.seed);
+            check_registered(&b);
             live[n++] = b;
         }
     }
     while (n > 0)
         release(&live[--n]);
+    atomic_fetch_add(&stress_done, 1);
     return NULL;
 }
 
@@ -576,6 +621,19 @@ Test(alloc, stress_threads_with_handoff)
     pthread_t t[STRESS_THREADS];
     for (uintptr_t i = 0; i < STRESS_THREADS; i++)
         cr_assert_eq(pthread_create(&t[i], NULL, stress_thread, (void *)i), 0);
+    /* While they run: register the chunks, and read the statistics. */
+    struct rill_mem_hook hk = { count_reg, count_dereg, NULL };
+    int slot;
+    cr_assert_eq(rill_alloc_hook_add(&hk, &slot), 0);
+    atomic_store(&stress_slot, slot);
+    uint64_t deadline = rill_test_deadline_ms(20000);
+    for (int polls = 0;
+         atomic_load(&stress_done) < STRESS_THREADS && polls < 100000 && rill_test_before(deadline);
+         polls++) {
+        struct rill_alloc_stats mid = stats();
+        cr_assert_eq(mid.nclasses, a.nclasses);
+        usleep(100);
+    }
     for (int i = 0; i < STRESS_THREADS; i++) {
         void *ret;
         cr_assert_eq(pthread_join(t[i], &ret), 0);
@@ -595,4 +653,8 @@ Test(alloc, stress_threads_with_handoff)
         allocs += b.classes[c].allocs - a.classes[c].allocs;
     }
     cr_assert_gt(allocs, STRESS_THREADS * STRESS_OPS / 10, "the pooled path was exercised");
+    cr_assert_eq(atomic_load(&stress_bad_lookups), 0, "every block lies in one registered chunk");
+    cr_assert_eq(atomic_load(&stress_regs), (int)b.chunks);
+    cr_assert_eq(rill_alloc_hook_remove(slot), 0);
+    cr_assert_eq(atomic_load(&stress_deregs), (int)b.chunks);
 }
