@@ -24,8 +24,9 @@ struct rill_buf_retired {
 
 void rill__buf_panic_released(const struct rill_buf *b, const char *fn)
 {
-    RILL_PANIC("use after release: %s() on rill_buf %p whose reference count is 0 (the buffer "
-               "was already released; retain it while you use it)",
+    /* Don't read the freed header: say only what the caller did. */
+    RILL_PANIC("use after release: %s() on rill_buf %p after its last reference was released "
+               "(retain it while you use it)",
                fn, (const void *)b);
 }
 
@@ -67,29 +68,36 @@ static void buf_destroy(struct rill_msg *m)
         rill__comp_destroy(b);
         break;
     }
-    rill_free(b, b->_block_size);
+    rill_free((uint8_t *)b - RILL__BUF_PAD, b->_block_size);
 }
 
-void rill__buf_hdr_init(struct rill_buf *b, size_t block_size, enum rill_buf_kind kind)
+struct rill_buf *rill__buf_hdr_new(enum rill_buf_kind kind, size_t extra, size_t *avail)
 {
+    size_t usable;
+    uint8_t *blk = rill_alloc(RILL__BUF_PAD + RILL__BUF_HDR + extra, &usable);
+    if (!blk)
+        return NULL;
+    struct rill_buf *b = (struct rill_buf *)(blk + RILL__BUF_PAD);
     memset(b, 0, sizeof(*b));
-    b->_block_size = block_size;
+    b->_block_size = usable;
     b->_kind = (uint8_t)kind;
     b->_max_cap = RILL__BUF_MAX_CAP;
     rill_msg_init(&b->msg, RILL_MSG_BUF, buf_destroy);
+    if (avail)
+        *avail = usable - RILL__BUF_PAD - RILL__BUF_HDR;
+    return b;
 }
 
 int rill_buf_alloc(size_t cap, struct rill_buf **out)
 {
     if (cap > RILL__BUF_MAX_CAP - RILL__BUF_HDR)
         return -ENOMEM;
-    size_t usable;
-    struct rill_buf *b = rill_alloc(RILL__BUF_HDR + cap, &usable);
+    size_t avail;
+    struct rill_buf *b = rill__buf_hdr_new(RILL_BUF_POOLED, cap, &avail);
     if (!b)
         return -ENOMEM;
-    rill__buf_hdr_init(b, usable, RILL_BUF_POOLED);
     b->_u.flat.base = (uint8_t *)b + RILL__BUF_HDR;
-    b->_u.flat.base_cap = usable - RILL__BUF_HDR;
+    b->_u.flat.base_cap = avail;
     b->_data = b->_u.flat.base;
     b->_cap = b->_u.flat.base_cap;
     *out = b;
@@ -114,11 +122,9 @@ int rill_buf_wrap(void *mem, size_t cap, size_t len, rill_buf_free_fn *free_fn, 
 {
     if (len > cap || (!mem && cap) || cap > RILL__BUF_MAX_CAP)
         return -EINVAL;
-    size_t usable;
-    struct rill_buf *b = rill_alloc(RILL__BUF_HDR, &usable);
+    struct rill_buf *b = rill__buf_hdr_new(RILL_BUF_WRAPPED, 0, NULL);
     if (!b)
         return -ENOMEM;
-    rill__buf_hdr_init(b, usable, RILL_BUF_WRAPPED);
     b->_u.flat.base = mem;
     b->_u.flat.base_cap = cap;
     b->_u.flat.free_fn = free_fn;
@@ -136,11 +142,9 @@ int rill_buf_wrap(void *mem, size_t cap, size_t len, rill_buf_free_fn *free_fn, 
 int rill__buf_slice_flat(struct rill_buf *storage, uint8_t *data, size_t len, bool readonly,
                          struct rill_buf **out)
 {
-    size_t usable;
-    struct rill_buf *s = rill_alloc(sizeof(*s), &usable);
+    struct rill_buf *s = rill__buf_hdr_new(RILL_BUF_SLICE, 0, NULL);
     if (!s)
         return -ENOMEM;
-    rill__buf_hdr_init(s, usable, RILL_BUF_SLICE);
     s->_u.slice.storage = rill_buf_retain(storage);
     s->_data = data;
     s->_cap = len;

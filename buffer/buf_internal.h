@@ -30,11 +30,26 @@ static inline unsigned rill__buf_refcnt(const struct rill_buf *b)
 
 _Noreturn void rill__buf_panic_released(const struct rill_buf *b, const char *fn);
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RILL__BUF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RILL__BUF_ASAN 1
+#endif
+#endif
+#ifdef RILL__BUF_ASAN
+#include <sanitizer/asan_interface.h>
+/* The pool poisons freed blocks: say what happened before ASan trips. */
+#define RILL__BUF_DEAD(b) (__asan_address_is_poisoned(&(b)->msg) || rill__buf_refcnt(b) == 0)
+#else
+#define RILL__BUF_DEAD(b) (rill__buf_refcnt(b) == 0)
+#endif
+
 /* Debug builds: a relaxed load and a compare per accessor. */
 #if RILL_DEBUG
 #define RILL__BUF_LIVE(b)                                                                          \
     do {                                                                                           \
-        if (RILL_UNLIKELY(rill__buf_refcnt(b) == 0))                                               \
+        if (RILL_UNLIKELY(RILL__BUF_DEAD(b)))                                                      \
             rill__buf_panic_released((b), __func__);                                               \
     } while (0)
 #else
@@ -53,9 +68,15 @@ static inline struct rill_buf *rill__buf_root(struct rill_buf *b)
     return b->_kind == RILL_BUF_SLICE ? b->_u.slice.storage : b;
 }
 
-/* Initialise a header at the start of a block of @block_size bytes: count
- * 1, indices 0, default max capacity, the rill_buf destroy function. */
-void rill__buf_hdr_init(struct rill_buf *b, size_t block_size, enum rill_buf_kind kind);
+/* Debug builds start the header 16 bytes into its block: the allocator
+ * links a freed block through its first word, which would otherwise
+ * overwrite the count of 0 that the use-after-release checks look for. */
+#define RILL__BUF_PAD (RILL_DEBUG ? (size_t)16 : (size_t)0)
+
+/* A new header of @kind with count 1, indices 0 and the default max
+ * capacity, followed in the same block by *@avail >= @extra bytes (which
+ * start at (uint8_t *)b + RILL__BUF_HDR). NULL when out of memory. */
+struct rill_buf *rill__buf_hdr_new(enum rill_buf_kind kind, size_t extra, size_t *avail);
 
 /* A new flat view of @len bytes at @data inside @storage (pooled or
  * wrapped), retaining it. */

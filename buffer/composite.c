@@ -84,14 +84,14 @@ static void push(struct rill_buf *c, struct rill_buf *owner, uint8_t *ptr, size_
 
 int rill_buf_composite_new(struct rill_buf **out)
 {
-    size_t usable, hdr = RILL__BUF_HDR;
-    struct rill_buf *c = rill_alloc(hdr + INLINE_COMPS * sizeof(struct rill_buf_comp), &usable);
+    size_t avail;
+    struct rill_buf *c =
+        rill__buf_hdr_new(RILL_BUF_COMPOSITE, INLINE_COMPS * sizeof(struct rill_buf_comp), &avail);
     if (!c)
         return -ENOMEM;
-    rill__buf_hdr_init(c, usable, RILL_BUF_COMPOSITE);
     c->_flags = RILL__BUF_F_INLINE_V;
-    c->_u.comp.v = (struct rill_buf_comp *)((uint8_t *)c + hdr);
-    c->_u.comp.alloc = (uint32_t)((usable - hdr) / sizeof(struct rill_buf_comp));
+    c->_u.comp.v = (struct rill_buf_comp *)((uint8_t *)c + RILL__BUF_HDR);
+    c->_u.comp.alloc = (uint32_t)(avail / sizeof(struct rill_buf_comp));
     *out = c;
     return 0;
 }
@@ -378,7 +378,7 @@ int rill__comp_slice(struct rill_buf *c, size_t index, size_t len, bool readonly
         return rc;
     }
     struct rill__span_it it;
-    struct rill__span s;
+    struct rill__span s = { 0 };
     rill__span_init(&it, c, index, len);
     rill__span_next(&it, &s);
     if (s.len == len) /* within one component: a flat slice of its storage */
