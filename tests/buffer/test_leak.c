@@ -346,7 +346,6 @@ Test(leak, buffers_and_slices_are_tracked)
     cr_assert_eq(n, 2);
     assert_contains(r, "buf(1)=2");
     assert_contains(r, "type 1 (buf)");
-    assert_contains(r, "rill_buf_alloc+0x");
     assert_contains(r, "leak_buffers_and_slices_are_tracked_impl+0x");
     free(r);
 
@@ -378,7 +377,7 @@ Test(leak, child_leaking_a_slice_reports_both_buffers)
     assert_contains(c->out, "rill leak report (RILL_LEAK=paranoid): 2 live message(s)");
     assert_contains(c->out, "by type: buf(1)=2");
     assert_contains(c->out, "parsed header at test_leak.c:");
-    assert_contains(c->out, "rill_buf_slice+0x"); /* the slice's retain of its parent */
+    assert_contains(c->out, " retain from "); /* the slice's reference to its parent */
     assert_contains(c->out, "leak_child_leaking_a_slice_reports_both_buffers_impl+0x");
 }
 
@@ -457,8 +456,9 @@ Test(leak, threads_simple_count_returns_to_zero)
 
 /* ---- debug-build contract checks ---- */
 
-/* Storage that outlives the message, so a second release reaches the
- * detector's check instead of freed memory. */
+#if RILL_DEBUG
+/* Storage that outlives the message, so a second release reaches msg.c's
+ * debug check instead of freed memory. */
 struct static_obj {
     struct rill_msg hdr;
     int destroyed;
@@ -469,7 +469,6 @@ static void static_obj_destroy(struct rill_msg *m)
     rill_container_of(m, struct static_obj, hdr)->destroyed++;
 }
 
-#if RILL_DEBUG
 Test(leak, double_release_aborts, .signal = SIGABRT)
 {
     static struct static_obj o;
