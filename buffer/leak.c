@@ -229,11 +229,11 @@ void rill__leak_track(struct rill_msg *m, void *site)
     int mode = current_mode();
     if (mode == RILL_LEAK_OFF)
         return;
-    count(m->type, +1);
     struct rill_leak_rec *r = NULL;
     if (mode == RILL_LEAK_PARANOID)
         r = malloc(sizeof(*r));
     if (!r) {
+        count(m->type, +1);
         m->_leak = &sentinel;
         return;
     }
@@ -257,8 +257,10 @@ void rill__leak_track(struct rill_msg *m, void *site)
     r->nframes = n - skip < BT_DEPTH ? n - skip : BT_DEPTH;
     memcpy(r->frames, bt + skip, (size_t)r->nframes * sizeof(void *));
 
+    /* Counted under the lock so a report's count matches its list. */
     pthread_mutex_lock(&lock);
     rill_list_push_back(&records, &r->node);
+    count(r->type, +1);
     pthread_mutex_unlock(&lock);
     m->_leak = r;
 }
@@ -276,8 +278,8 @@ void rill__leak_untrack(struct rill_msg *m)
                    (void *)m, (void *)r->msg);
     pthread_mutex_lock(&lock);
     rill_list_remove(&r->node);
-    pthread_mutex_unlock(&lock);
     count(r->type, -1);
+    pthread_mutex_unlock(&lock);
     free(r);
 }
 
