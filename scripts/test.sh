@@ -32,7 +32,7 @@ if [ "$san" = thread ]; then
     # TSan needs an address space without ASLR surprises on some kernels.
     export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
 elif [ "$san" = address ]; then
-    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1 abort_on_error=1}"
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1 halt_on_error=1}"
 fi
 # shellcheck disable=SC2086
