@@ -419,12 +419,14 @@ static bool check_shutdown(struct rill_loop *loop)
     return true;
 }
 
-static int enter(struct rill_loop *loop, struct rill_loop **saved)
+/* Become the loop's thread for a while. @claimed: rill_loop_start already
+ * took the loop for the thread it spawned. */
+static int enter(struct rill_loop *loop, struct rill_loop **saved, bool claimed)
 {
     if (tls_loop == loop)
         return -EDEADLK; /* nested run from one of this loop's callbacks */
     int expect = 0;
-    if (!atomic_compare_exchange_strong(&loop->in_run, &expect, 1))
+    if (!claimed && !atomic_compare_exchange_strong(&loop->in_run, &expect, 1))
         return -EALREADY;
     *saved = tls_loop;
     tls_loop = loop;
@@ -442,7 +444,7 @@ int rill_loop_run_once(struct rill_loop *loop, int64_t timeout_ns)
     if (rill_loop_is_terminated(loop))
         return RILL_ECLOSED;
     struct rill_loop *saved;
-    int err = enter(loop, &saved);
+    int err = enter(loop, &saved, false);
     if (err)
         return err;
     int s = LOOP_NEW;
@@ -453,12 +455,10 @@ int rill_loop_run_once(struct rill_loop *loop, int64_t timeout_ns)
     return n;
 }
 
-int rill_loop_run(struct rill_loop *loop)
+static int run(struct rill_loop *loop, bool claimed)
 {
-    if (rill_loop_is_terminated(loop))
-        return RILL_ECLOSED;
     struct rill_loop *saved;
-    int err = enter(loop, &saved);
+    int err = enter(loop, &saved, claimed);
     if (err)
         return err;
     int s = LOOP_NEW;
@@ -477,6 +477,13 @@ int rill_loop_run(struct rill_loop *loop)
     return err;
 }
 
+int rill_loop_run(struct rill_loop *loop)
+{
+    if (rill_loop_is_terminated(loop))
+        return RILL_ECLOSED;
+    return run(loop, false);
+}
+
 static void *loop_thread(void *arg)
 {
     struct rill_loop *loop = arg;
@@ -490,20 +497,25 @@ static void *loop_thread(void *arg)
             RILL_WARN("loop %s: cannot pin to CPU %d: %s", loop->name, loop->cpu,
                       rill_strerror(-err));
     }
-    rill_loop_run(loop);
+    run(loop, true);
     return NULL;
 }
 
 int rill_loop_start(struct rill_loop *loop)
 {
-    if (loop->has_thread || atomic_load(&loop->in_run))
-        return -EALREADY;
     if (rill_loop_is_terminated(loop))
         return RILL_ECLOSED;
+    /* Claim the loop here, not in the new thread, so no run_once from
+     * another thread can slip in before the thread gets going. */
+    int expect = 0;
+    if (loop->has_thread || !atomic_compare_exchange_strong(&loop->in_run, &expect, 1))
+        return -EALREADY;
     loop->name[15] = '\0'; /* thread names are 15 bytes: keep the name users see */
     int err = pthread_create(&loop->thread, NULL, loop_thread, loop);
-    if (err)
+    if (err) {
+        atomic_store(&loop->in_run, 0);
         return -err;
+    }
     loop->has_thread = true;
     return 0;
 }
@@ -521,7 +533,7 @@ void rill_loop_free(struct rill_loop *loop)
     } else if (!rill_loop_is_terminated(loop)) {
         /* Never ran (or ran only run_once): run what is queued, here. */
         struct rill_loop *saved;
-        if (enter(loop, &saved) == 0) {
+        if (enter(loop, &saved, false) == 0) {
             terminate(loop);
             leave(loop, saved);
         }
@@ -541,13 +553,27 @@ int rill_loop_advance_clock(struct rill_loop *loop, uint64_t ns)
     struct rill_loop *saved = NULL;
     bool entered = false;
     if (tls_loop != loop) {
-        int err = enter(loop, &saved); /* a loop nobody runs: act as its thread */
+        int err = enter(loop, &saved, false); /* a loop nobody runs: act as its thread */
         if (err)
             return err == -EALREADY ? RILL_ENOTLOOP : err;
         entered = true;
     }
-    atomic_store_explicit(&loop->now, rill__loop_now(loop) + ns, memory_order_relaxed);
-    int n = rill__timers_run(loop);
+    /* Timers scheduled from other threads arrive as tasks: take them in
+     * first. Then step the clock from deadline to deadline so every timer
+     * (periodic ones once per period) fires in order and sees its own
+     * deadline as the time. */
+    run_tasks(loop);
+    uint64_t target = rill__loop_now(loop) + ns;
+    int n = 0;
+    for (;;) {
+        int64_t d = rill__timers_next_deadline(loop);
+        if (d < 0 || (uint64_t)d > target)
+            break;
+        if ((uint64_t)d > rill__loop_now(loop))
+            atomic_store_explicit(&loop->now, (uint64_t)d, memory_order_relaxed);
+        n += rill__timers_run(loop);
+    }
+    atomic_store_explicit(&loop->now, target, memory_order_relaxed);
     if (entered)
         leave(loop, saved);
     return n;

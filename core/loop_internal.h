@@ -85,6 +85,8 @@ void rill__timers_init(struct rill_timer_heap *h);
 void rill__timers_free(struct rill_timer_heap *h);
 /* Nanoseconds until the earliest deadline (0 if due), or -1 if none. */
 int64_t rill__timers_next(struct rill_loop *loop);
+/* The earliest deadline (loop clock), or -1 when no timer is pending. */
+int64_t rill__timers_next_deadline(struct rill_loop *loop);
 /* Run every timer due at loop->now; returns how many ran. */
 int rill__timers_run(struct rill_loop *loop);
 /* Cancel every pending timer (termination). */

@@ -150,6 +150,12 @@ int64_t rill__timers_next(struct rill_loop *loop)
     return h->v[0]->deadline <= now ? 0 : (int64_t)(h->v[0]->deadline - now);
 }
 
+int64_t rill__timers_next_deadline(struct rill_loop *loop)
+{
+    struct rill_timer_heap *h = &loop->timers;
+    return h->n ? (int64_t)h->v[0]->deadline : -1;
+}
+
 int rill__timers_run(struct rill_loop *loop)
 {
     struct rill_timer_heap *h = &loop->timers;

@@ -94,9 +94,13 @@ const char *rill_loop_name(const struct rill_loop *loop);
 uint64_t rill_loop_now(const struct rill_loop *loop);
 
 /* Thread: loop thread, or any thread when no thread runs the loop.
- * Manual-clock loops only. Move the clock forward
- * by @ns and run every timer that became due, in deadline order. Returns the
- * number of timer callbacks run, or -EINVAL for a loop with a real clock. */
+ * Manual-clock loops only. Runs the tasks queued so far (so timers scheduled
+ * from other threads are in place), then moves the clock forward by @ns,
+ * stepping from deadline to deadline: every timer due by then fires in
+ * deadline order, a periodic one once per period, and each callback sees
+ * its own deadline as rill_loop_now(). Returns the number of timer
+ * callbacks run, -EINVAL for a loop with a real clock, or RILL_ENOTLOOP when
+ * another thread is running the loop. */
 int rill_loop_advance_clock(struct rill_loop *loop, uint64_t ns);
 
 /* Abort with a clear message unless on @loop's thread (debug builds only). */
