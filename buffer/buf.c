@@ -382,11 +382,11 @@ int rill_buf_ensure_writable(struct rill_buf *b, size_t n)
     RILL__BUF_LIVE(b);
     if (b->_flags & RILL_BUF_F_READONLY)
         return n ? -EROFS : 0;
+    if (b->_kind == RILL_BUF_COMPOSITE)
+        return rill__comp_ensure_writable(b, n);
     if (RILL_LIKELY(b->_cap - b->_wr >= n))
         return 0;
     switch (b->_kind) {
-    case RILL_BUF_COMPOSITE:
-        return rill__comp_ensure_writable(b, n);
     case RILL_BUF_SLICE:
         return -ENOBUFS;
     default:

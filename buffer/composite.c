@@ -295,8 +295,24 @@ static int add_room(struct rill_buf *c, size_t need)
     return 0;
 }
 
+/* True when some of the room past the writer index is read-only (the
+ * writer index was moved back into a read-only component). */
+static bool room_readonly(const struct rill_buf *c)
+{
+    if (c->_wr == c->_cap)
+        return false;
+    for (uint32_t i = rill__comp_find(c, c->_wr); i < c->_u.comp.n; i++)
+        if (comps(c)[i].buf->_flags & RILL_BUF_F_READONLY)
+            return true;
+    return false;
+}
+
 int rill__comp_ensure_writable(struct rill_buf *c, size_t n)
 {
+    if (RILL_UNLIKELY(room_readonly(c)))
+        trim_tail(c); /* writes append; they never fail on a read-only component */
+    if (c->_cap - c->_wr >= n)
+        return 0;
     if (n > c->_max_cap - c->_wr)
         return -ENOBUFS;
     uint32_t cnt = c->_u.comp.n;
@@ -319,12 +335,12 @@ uint8_t *rill__comp_write_ptr(struct rill_buf *c, size_t min, size_t *len)
     if (rc == 0) {
         struct rill_buf_comp *v = &comps(c)[rill__comp_find(c, c->_wr)];
         size_t avail = v->off + v->len - c->_wr;
-        if (avail < min || (v->buf->_flags & RILL_BUF_F_READONLY)) {
+        if (avail < min) {
             /* The room is split (or not ours to write): make one piece. */
             trim_tail(c);
             size_t cnt = c->_u.comp.n;
             struct rill_buf_comp *last = cnt ? &comps(c)[cnt - 1] : NULL;
-            if (last && spare_room(last) >= min && !(last->buf->_flags & RILL_BUF_F_READONLY)) {
+            if (last && spare_room(last) >= min) {
                 last->len += min;
                 c->_cap += min;
             } else {

@@ -5,7 +5,10 @@
  *
  * Writing to a composite appends into spare room of its last component when
  * that is a pooled buffer the composite owns alone, else into a new pooled
- * component; rill_buf_discard_read() releases fully read components.
+ * component (sized by growth). set_* into a read-only component fails with
+ * -EROFS; write_* never does (room past the writer index that lies in a
+ * read-only component is dropped first). rill_buf_discard_read() releases
+ * fully read components.
  *
  * Thread: as buf.h (one thread at a time). */
 #ifndef RILL_COMPOSITE_H
