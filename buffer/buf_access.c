@@ -9,12 +9,23 @@
 #include <errno.h>
 #include <string.h>
 
+/* A composite's bytes [index, index + n) when they lie in the component
+ * used last (sequential reads mostly do), else NULL. */
+static inline const uint8_t *comp_hit(const struct rill_buf *b, size_t index, size_t n)
+{
+    size_t rel = index - b->_u.comp.cur_off;
+    return rill__in_range(rel, n, b->_u.comp.cur_len) ? b->_u.comp.cur_ptr + rel : NULL;
+}
+
 static inline int get_n(const struct rill_buf *b, size_t index, void *v, size_t n)
 {
     if (RILL_UNLIKELY(!rill__in_range(index, n, b->_wr)))
         return -ERANGE;
+    const uint8_t *p;
     if (RILL_LIKELY(b->_data != NULL))
         memcpy(v, b->_data + index, n);
+    else if ((p = comp_hit(b, index, n)) != NULL)
+        memcpy(v, p, n);
     else
         rill__comp_get(b, index, v, n);
     return 0;
@@ -24,8 +35,11 @@ static inline int read_n(struct rill_buf *b, void *v, size_t n)
 {
     if (RILL_UNLIKELY(b->_wr - b->_rd < n))
         return -ERANGE;
+    const uint8_t *p;
     if (RILL_LIKELY(b->_data != NULL))
         memcpy(v, b->_data + b->_rd, n);
+    else if ((p = comp_hit(b, b->_rd, n)) != NULL)
+        memcpy(v, p, n);
     else
         rill__comp_get(b, b->_rd, v, n);
     b->_rd += n;

@@ -35,8 +35,20 @@ static void sync_flat(struct rill_buf *c)
     } else {
         c->_data = NULL;
     }
-    if (c->_u.comp.last >= c->_u.comp.n)
-        c->_u.comp.last = 0;
+    c->_u.comp.last = 0;
+    c->_u.comp.cur_len = 0; /* the cursor may name a changed or released component */
+}
+
+/* Remember component @i as the one to try first (const: only the cache). */
+static inline uint32_t set_last(const struct rill_buf *c, uint32_t i)
+{
+    struct rill_buf *m = (struct rill_buf *)c;
+    const struct rill_buf_comp *v = &comps(c)[i];
+    m->_u.comp.last = i;
+    m->_u.comp.cur_ptr = v->ptr;
+    m->_u.comp.cur_off = v->off;
+    m->_u.comp.cur_len = v->len;
+    return i;
 }
 
 static void free_array(struct rill_buf *c)
@@ -200,11 +212,9 @@ uint32_t rill__comp_find(const struct rill_buf *c, size_t index)
     uint32_t n = c->_u.comp.n, last = c->_u.comp.last;
     /* Unsigned wrap makes each test also reject index < off. */
     if (last < n && index - v[last].off < v[last].len)
-        return last;
-    if (last + 1 < n && index - v[last + 1].off < v[last + 1].len) {
-        ((struct rill_buf *)c)->_u.comp.last = last + 1;
-        return last + 1;
-    }
+        return set_last(c, last);
+    if (last + 1 < n && index - v[last + 1].off < v[last + 1].len)
+        return set_last(c, last + 1);
     uint32_t lo = 0, hi = n;
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -213,8 +223,7 @@ uint32_t rill__comp_find(const struct rill_buf *c, size_t index)
         else
             hi = mid;
     }
-    ((struct rill_buf *)c)->_u.comp.last = lo;
-    return lo;
+    return set_last(c, lo);
 }
 
 void rill__comp_get(const struct rill_buf *c, size_t index, void *dst, size_t len)
@@ -236,7 +245,7 @@ void rill__comp_get(const struct rill_buf *c, size_t index, void *dst, size_t le
         len -= n;
         i++;
     }
-    ((struct rill_buf *)c)->_u.comp.last = i;
+    set_last(c, i);
 }
 
 int rill__comp_set(struct rill_buf *c, size_t index, const void *src, size_t len)

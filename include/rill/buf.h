@@ -93,7 +93,9 @@ struct rill_buf {
         struct {
             struct rill_buf_comp *v;
             uint32_t n, alloc;
-            uint32_t last; /* index of the component found last (locality cache) */
+            uint32_t last;    /* index of the component found last (locality cache) */
+            uint8_t *cur_ptr; /* that component's bytes, at cur_off .. cur_off + cur_len */
+            size_t cur_off, cur_len;
         } comp;
     } _u;
 };
