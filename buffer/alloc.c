@@ -1,12 +1,14 @@
 /* The pooled allocator: size classes, per-thread caches, statistics.
  *
  * Requests up to RILL_ALLOC_MAX_POOLED bytes are rounded to a size class
- * and served from the calling thread's cache: one singly-linked free list
- * per class, popped and pushed with no lock and no atomic read-modify-write
+ * and served from the calling thread's cache: one stack of free blocks per
+ * class, popped and pushed with no lock and no atomic read-modify-write
  * (the counters are relaxed atomics written only by their thread, which
  * compile to plain loads and stores but keep the stats reader race-free).
- * An empty list is refilled with a small batch from jemalloc; a full one
- * gives half of its blocks back. Larger requests go straight to jemalloc.
+ * The stacks are arrays of pointers rather than lists linked through the
+ * blocks, so filling and flushing never touch the (cold) blocks themselves.
+ * An empty stack is refilled with a small batch from jemalloc; a full one
+ * gives its older half back. Larger requests go straight to jemalloc.
  * Everything comes from rill's own arena (alloc_chunk.c).
  *
  * jemalloc's automatic thread cache is not used for the arena: it is shared
@@ -68,6 +70,13 @@ static inline unsigned size_class(size_t size)
 #define CACHE_MIN         4u
 #define CACHE_MAX         256u
 
+/* Large blocks cost a trip through jemalloc's extent code (about 1 us), so
+ * a thread also keeps a few recently freed ones, matched by exact jemalloc
+ * size (a 64 KiB buffer plus its header is the common case). */
+#define LCACHE_SLOTS     8
+#define LCACHE_BYTES     (1024u * 1024u) /* per thread */
+#define LCACHE_MAX_BLOCK (256u * 1024u)
+
 /* The tcache bits of mallocx flags (jemalloc keeps its mask private). */
 #define TCACHE_MASK (0xfffu << 8)
 
@@ -85,26 +94,9 @@ static inline uint64_t get(const counter *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-/* The link word of a cached block; the block is poisoned under ASan, so
- * the word is unpoisoned just for the access. */
-static inline void *link_get(void *p)
-{
-    rill__unpoison(p, sizeof(void *));
-    void *next = *(void **)p;
-    rill__poison(p, sizeof(void *));
-    return next;
-}
-
-static inline void link_set(void *p, void *next)
-{
-    rill__unpoison(p, sizeof(void *));
-    *(void **)p = next;
-    rill__poison(p, sizeof(void *));
-}
-
 struct bin {
-    void *head;     /* free blocks, linked through their first word */
-    counter count;  /* blocks on the list (read by stats) */
+    void **slots;   /* free blocks, slots[0 .. count), newest on top */
+    counter count;  /* blocks cached (read by stats) */
     counter allocs; /* cumulative, this thread */
     counter frees;
 };
@@ -114,8 +106,16 @@ struct totals {
     uint64_t large_allocs, large_frees, large_bytes_alloc, large_bytes_freed;
 };
 
+struct lcache {
+    void *block[LCACHE_SLOTS]; /* oldest first */
+    size_t size[LCACHE_SLOTS]; /* jemalloc's usable size */
+    unsigned n;
+    counter bytes; /* read by stats */
+};
+
 struct tcache {
     struct bin bins[NCLASSES];
+    struct lcache large;
     counter large_allocs, large_frees, large_bytes_alloc, large_bytes_freed;
     unsigned flags; /* mallocx flags: rill's arena + this thread's jemalloc tcache */
     int je_tcache;  /* explicit jemalloc tcache id, or -1 */
@@ -138,6 +138,7 @@ static struct {
 } threads = { .lock = PTHREAD_MUTEX_INITIALIZER };
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static uint32_t class_limit[NCLASSES];
+static size_t slots_total; /* sum of class_limit */
 
 static void tcache_exit(void *arg);
 
@@ -147,6 +148,7 @@ static void key_create(void)
     for (unsigned c = 0; c < NCLASSES; c++) {
         uint32_t n = CACHE_CLASS_BYTES / class_size[c];
         class_limit[c] = n < CACHE_MIN ? CACHE_MIN : n > CACHE_MAX ? CACHE_MAX : n;
+        slots_total += class_limit[c];
     }
 }
 
@@ -168,9 +170,15 @@ static struct tcache *tcache_get(void)
     unsigned flags;
     if (uncached_flags(&flags) || pthread_once(&key_once, key_create) || threads.key_err)
         return NULL;
-    struct tcache *tc = calloc(1, sizeof(*tc));
+    /* One allocation: the cache, then every class's stack. */
+    struct tcache *tc = calloc(1, sizeof(*tc) + slots_total * sizeof(void *));
     if (!tc)
         return NULL;
+    void **slot = (void **)(tc + 1);
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        tc->bins[c].slots = slot;
+        slot += class_limit[c];
+    }
     unsigned id;
     size_t sz = sizeof(id);
     tc->je_tcache = -1;
@@ -196,22 +204,34 @@ static struct tcache *tcache_get(void)
     return tc;
 }
 
-/* Give @n blocks of class @c from the head of @b's list back to jemalloc. */
+/* Give the @n oldest blocks of class @c back to jemalloc (they stay
+ * poisoned there under ASan) and slide the rest down. */
 static void bin_release(struct tcache *tc, struct bin *b, unsigned c, uint64_t n)
 {
-    size_t size = class_size[c];
-    for (uint64_t i = 0; i < n && b->head; i++) {
-        void *p = b->head;
-        b->head = link_get(p); /* p stays poisoned inside jemalloc */
-        sdallocx(p, size, (int)tc->flags);
-        bump(&b->count, (uint64_t)-1);
-    }
+    uint64_t count = get(&b->count);
+    for (uint64_t i = 0; i < n; i++)
+        sdallocx(b->slots[i], class_size[c], (int)tc->flags);
+    memmove(b->slots, b->slots + n, (count - n) * sizeof(void *));
+    atomic_store_explicit(&b->count, count - n, memory_order_relaxed);
+}
+
+/* Give the oldest cached large block back to jemalloc. */
+static void lcache_evict(struct tcache *tc)
+{
+    struct lcache *lc = &tc->large;
+    sdallocx(lc->block[0], lc->size[0], (int)tc->flags);
+    bump(&lc->bytes, -(uint64_t)lc->size[0]);
+    lc->n--;
+    memmove(lc->block, lc->block + 1, lc->n * sizeof(lc->block[0]));
+    memmove(lc->size, lc->size + 1, lc->n * sizeof(lc->size[0]));
 }
 
 static void tcache_flush(struct tcache *tc)
 {
     for (unsigned c = 0; c < NCLASSES; c++)
         bin_release(tc, &tc->bins[c], c, get(&tc->bins[c].count));
+    while (tc->large.n)
+        lcache_evict(tc);
 }
 
 static void tcache_exit(void *arg)
@@ -289,15 +309,15 @@ static __attribute__((noinline)) void *alloc_slow(unsigned c, size_t *usable)
         struct bin *b = &tc->bins[c];
         if (!(p = je_alloc(size, tc->flags)))
             return NULL;
-        for (uint32_t n = class_limit[c] / 4; n > 0; n--) {
+        uint64_t n = 0; /* the stack is empty */
+        for (uint32_t want = class_limit[c] / 4; n < want; n++) {
             void *q = je_alloc(size, tc->flags);
             if (!q)
                 break;
             rill__poison(q, size);
-            link_set(q, b->head);
-            b->head = q;
-            bump(&b->count, 1);
+            b->slots[n] = q;
         }
+        atomic_store_explicit(&b->count, n, memory_order_relaxed);
         bump(&b->allocs, 1);
     }
     rill__unpoison(p, size);
@@ -315,8 +335,21 @@ static void *alloc_large(size_t size, size_t *usable)
     else if (uncached_flags(&flags))
         return NULL;
     size_t real = nallocx(size, (int)flags);
-    void *p = real ? je_alloc(size, flags) : NULL;
-    if (!p)
+    void *p = NULL;
+    if (tc && real <= LCACHE_MAX_BLOCK) {
+        struct lcache *lc = &tc->large;
+        for (unsigned i = lc->n; i-- > 0;) { /* newest first */
+            if (lc->size[i] == real) {
+                p = lc->block[i];
+                bump(&lc->bytes, -(uint64_t)real);
+                lc->n--;
+                memmove(lc->block + i, lc->block + i + 1, (lc->n - i) * sizeof(lc->block[0]));
+                memmove(lc->size + i, lc->size + i + 1, (lc->n - i) * sizeof(lc->size[0]));
+                break;
+            }
+        }
+    }
+    if (!p && (!real || !(p = je_alloc(size, flags))))
         return NULL;
     rill__unpoison(p, real);
     if (tc) {
@@ -338,11 +371,11 @@ void *rill_alloc(size_t size, size_t *usable)
     struct tcache *tc = tls_tc;
     if (RILL_LIKELY(tc != NULL)) {
         struct bin *b = &tc->bins[c];
-        void *p = b->head;
-        if (RILL_LIKELY(p != NULL)) {
+        uint64_t n = get(&b->count);
+        if (RILL_LIKELY(n > 0)) {
+            void *p = b->slots[n - 1];
             rill__unpoison(p, class_size[c]);
-            b->head = *(void **)p;
-            bump(&b->count, (uint64_t)-1);
+            atomic_store_explicit(&b->count, n - 1, memory_order_relaxed);
             bump(&b->allocs, 1);
             if (usable)
                 *usable = class_size[c];
@@ -367,21 +400,13 @@ static __attribute__((noinline)) void free_slow(void *p, unsigned c)
     }
     /* Full: give the older half back, keep the recently used blocks. */
     struct bin *b = &tc->bins[c];
-    uint64_t keep = class_limit[c] / 2;
-    if (get(&b->count) > keep) {
-        void *last = b->head; /* keep >= 2 and count > keep: the walk stays on the list */
-        for (uint64_t i = 1; i < keep; i++)
-            last = link_get(last);
-        struct bin tail = { .head = link_get(last) };
-        atomic_init(&tail.count, get(&b->count) - keep);
-        link_set(last, NULL);
-        bin_release(tc, &tail, c, get(&tail.count));
-        atomic_store_explicit(&b->count, keep, memory_order_relaxed);
-    }
-    *(void **)p = b->head;
-    b->head = p;
+    uint64_t n = get(&b->count);
+    if (n >= class_limit[c])
+        bin_release(tc, b, c, n - class_limit[c] / 2);
     rill__poison(p, class_size[c]);
-    bump(&b->count, 1);
+    n = get(&b->count);
+    b->slots[n] = p;
+    atomic_store_explicit(&b->count, n + 1, memory_order_relaxed);
     bump(&b->frees, 1);
 }
 
@@ -395,7 +420,16 @@ static void free_large(void *p, size_t size)
         uncached_flags(&flags);
     size_t real = nallocx(size, (int)flags);
     rill__poison(p, real);
-    sdallocx(p, size, (int)flags);
+    if (tc && real <= LCACHE_MAX_BLOCK) {
+        struct lcache *lc = &tc->large;
+        while (lc->n && (lc->n == LCACHE_SLOTS || get(&lc->bytes) + real > LCACHE_BYTES))
+            lcache_evict(tc);
+        lc->block[lc->n] = p;
+        lc->size[lc->n++] = real;
+        bump(&lc->bytes, real);
+    } else {
+        sdallocx(p, size, (int)flags);
+    }
     if (tc) {
         bump(&tc->large_frees, 1);
         bump(&tc->large_bytes_freed, real);
@@ -429,9 +463,8 @@ void rill_free(void *p, size_t size)
         struct bin *b = &tc->bins[c];
         uint64_t n = get(&b->count);
         if (RILL_LIKELY(n < class_limit[c])) {
-            *(void **)p = b->head;
-            b->head = p;
             rill__poison(p, class_size[c]);
+            b->slots[n] = p;
             atomic_store_explicit(&b->count, n + 1, memory_order_relaxed);
             bump(&b->frees, 1);
             return;
@@ -481,6 +514,7 @@ static void add_cache(struct rill_alloc_stats *out, uint64_t *large, struct tcac
     large[1] += get(&tc->large_frees);
     large[2] += get(&tc->large_bytes_alloc);
     large[3] += get(&tc->large_bytes_freed);
+    out->large_cached_bytes += get(&tc->large.bytes);
 }
 
 void rill_alloc_get_stats(struct rill_alloc_stats *out)

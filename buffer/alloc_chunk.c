@@ -272,11 +272,17 @@ static int arena_create(unsigned *arena)
      * geometric growth), so each registration stays small; requests larger
      * than that still get a chunk of their own size. */
     size_t grow = RILL_ALLOC_CHUNK_ALIGN;
-    /* Never purge: the purge hooks refuse anyway, so skip the attempts. */
-    ssize_t never = -1;
+    /* Decay at once. The purge hooks refuse, so a freed extent moves
+     * straight from the dirty set to the retained set, still mapped and
+     * registered. That matters: jemalloc never carves a small request out
+     * of a dirty extent more than 64 times its size, so with decay off the
+     * freed extents of a chunk merge into one big dirty extent that no small
+     * request may use, and the arena grows without bound. Retained extents
+     * have no such limit. */
+    ssize_t now = 0;
     if ((err = arena_set(*arena, "retain_grow_limit", &grow, sizeof(grow))) ||
-        (err = arena_set(*arena, "dirty_decay_ms", &never, sizeof(never))) ||
-        (err = arena_set(*arena, "muzzy_decay_ms", &never, sizeof(never))))
+        (err = arena_set(*arena, "dirty_decay_ms", &now, sizeof(now))) ||
+        (err = arena_set(*arena, "muzzy_decay_ms", &now, sizeof(now))))
         return -err; /* the arena exists but is unusable: leave it */
     return 0;
 }

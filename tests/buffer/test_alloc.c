@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rill/alloc.h"
@@ -111,16 +112,33 @@ Test(alloc, every_class_and_large_sizes_usable_and_aligned)
 }
 
 #if defined(__SANITIZE_ADDRESS__)
-/* Blocks waiting in a thread cache are poisoned: ASan reports a read of a
- * freed pooled block and exits with status 1. */
-Test(alloc, use_after_free_of_cached_block_is_caught, .exit_code = 1)
+/* Freed blocks waiting in a thread cache are poisoned: reading one in a
+ * child process must end it with an ASan report (exit status 1, or SIGABRT
+ * with abort_on_error=1) rather than let it carry on. */
+static void expect_asan_catches_read_after_free(size_t size)
 {
-    volatile uint8_t *p = rill_alloc(300, NULL);
-    cr_assert_not_null(p);
-    rill_free((void *)p, 300);
-    cr_log_info("reading a freed block: expect an ASan report");
-    (void)p[10];
-    cr_assert_fail("ASan did not catch the use after free");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        volatile uint8_t *p = rill_alloc(size, NULL);
+        if (!p)
+            _exit(3);
+        rill_free((void *)p, size);
+        (void)p[size - 1];
+        _exit(0);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+              "ASan missed a read of a freed %zu-byte block", size);
+    cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 3));
+}
+
+Test(alloc, use_after_free_of_cached_block_is_caught)
+{
+    cr_log_info("two ASan reports follow: they are expected");
+    expect_asan_catches_read_after_free(300);
+    expect_asan_catches_read_after_free(100000);
 }
 #endif
 
@@ -161,6 +179,33 @@ Test(alloc, stats_exact_on_one_thread)
         cr_assert_eq(e.classes[c].in_use, a.classes[c].in_use, "class %u", c);
     /* Freed blocks wait in this thread's cache. */
     cr_assert_gt(e.classes[c64].cached, 0);
+}
+
+Test(alloc, large_blocks_are_cached_by_size)
+{
+    size_t u;
+    void *p = rill_alloc(100000, &u);
+    cr_assert_not_null(p);
+    rill_free(p, 100000);
+    cr_assert_eq(rill_alloc(u, NULL), p, "a freed large block is reused for its size");
+    void *q = rill_alloc(70000, NULL); /* another jemalloc size class */
+    cr_assert_neq(q, p);
+    rill_free(q, 70000);
+    rill_free(p, u);
+    struct rill_alloc_stats s = stats();
+    cr_assert_eq(s.large_in_use, 0);
+    cr_assert_geq(s.large_cached_bytes, u + rill_alloc_usable(70000));
+    /* The cache is bounded (1 MiB per thread); flush empties it. */
+    void *big[8];
+    for (int i = 0; i < 8; i++)
+        cr_assert_not_null(big[i] = rill_alloc(250000, NULL));
+    for (int i = 0; i < 8; i++)
+        rill_free(big[i], 250000);
+    s = stats();
+    cr_assert_gt(s.large_cached_bytes, 0);
+    cr_assert_leq(s.large_cached_bytes, 1024 * 1024);
+    rill_alloc_flush_thread_cache();
+    cr_assert_eq(stats().large_cached_bytes, 0);
 }
 
 Test(alloc, flush_empties_the_thread_cache)
