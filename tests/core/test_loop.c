@@ -675,8 +675,8 @@ static struct {
     struct rill_loop *loop;
     atomic_int go, blocked;
     int ran;
-    int ran_after_done; /* tasks that saw the termination future complete */
-    int ran_at_termination;
+    int ran_after_done;            /* tasks that saw the termination future complete */
+    atomic_int ran_at_termination; /* -1 until the listener ran */
 } q;
 
 static void q_block(void *arg)
@@ -700,12 +700,13 @@ static void q_terminated(struct rill_promise *p, void *arg)
 {
     (void)p;
     (void)arg;
-    q.ran_at_termination = q.ran;
+    atomic_store(&q.ran_at_termination, q.ran);
 }
 
 Test(loop, shutdown_runs_queued_tasks_before_termination)
 {
     memset(&q, 0, sizeof(q));
+    atomic_store(&q.ran_at_termination, -1);
     q.loop = started_loop("queued");
     cr_assert_eq(rill_promise_add_listener(rill_loop_termination(q.loop), q_terminated, NULL), 0);
     cr_assert_eq(rill_loop_execute(q.loop, q_block, NULL), 0);
@@ -717,23 +718,105 @@ Test(loop, shutdown_runs_queued_tasks_before_termination)
     atomic_store(&q.go, 1);
     cr_assert_eq(rill_promise_wait(rill_loop_termination(q.loop), (int64_t)S(10)), 0);
     cr_assert_eq(q.ran, 1000);
-    cr_assert_eq(q.ran_at_termination, 1000, "termination completed before the queue drained");
+    /* wait() may return before the listeners ran: they run after waiters
+     * are woken. */
+    cr_assert(wait_int(&q.ran_at_termination, 0, 5000));
+    cr_assert_eq(atomic_load(&q.ran_at_termination), 1000,
+                 "termination completed before the queue drained");
     cr_assert_eq(q.ran_after_done, 0);
     rill_loop_free(q.loop);
 }
 
+/* The submit gate: producers keep posting while the loop terminates. Every
+ * post that returned 0 runs exactly once; every rejected one never runs. */
+#define GATE_PRODUCERS 3
+static struct {
+    struct rill_loop *loop;
+    uint64_t ran[GATE_PRODUCERS]; /* loop thread */
+    int ran_after_term;           /* loop thread */
+    atomic_int go;
+} gate;
+
+static void gate_task(void *arg)
+{
+    gate.ran[(uintptr_t)arg]++;
+    if (rill_loop_is_terminated(gate.loop))
+        gate.ran_after_term++;
+}
+
+struct gate_producer {
+    pthread_t th;
+    uintptr_t id;
+    uint64_t accepted;
+    int last_rc;
+};
+
+static void *gate_producer_main(void *arg)
+{
+    struct gate_producer *p = arg;
+    while (!atomic_load(&gate.go))
+        ;
+    uint64_t dl = rill_test_deadline_ms(10000);
+    for (uint64_t i = 0; i < 50000000 && rill_test_before(dl); i++) {
+        p->last_rc = rill_loop_execute(gate.loop, gate_task, (void *)p->id);
+        if (p->last_rc)
+            break;
+        p->accepted++;
+    }
+    return NULL;
+}
+
+Test(loop, posts_racing_termination_run_or_are_rejected)
+{
+    for (int round = 0; round < 5; round++) {
+        memset(&gate, 0, sizeof(gate));
+        gate.loop = started_loop("gate");
+        struct gate_producer p[GATE_PRODUCERS];
+        for (int i = 0; i < GATE_PRODUCERS; i++) {
+            p[i] = (struct gate_producer){ .id = (uintptr_t)i };
+            cr_assert_eq(pthread_create(&p[i].th, NULL, gate_producer_main, &p[i]), 0);
+        }
+        atomic_store(&gate.go, 1);
+        sleep_ms(5 + 3 * round);
+        rill_loop_shutdown(gate.loop, 0, 0);
+        for (int i = 0; i < GATE_PRODUCERS; i++)
+            pthread_join(p[i].th, NULL);
+        cr_assert_eq(rill_promise_wait(rill_loop_termination(gate.loop), (int64_t)S(10)), 0);
+        for (int i = 0; i < GATE_PRODUCERS; i++) {
+            cr_assert_eq(p[i].last_rc, RILL_EREJECTED, "producer %d ended with %d", i,
+                         p[i].last_rc);
+            cr_assert_eq(gate.ran[i], p[i].accepted, "producer %d: %llu accepted, %llu ran", i,
+                         (unsigned long long)p[i].accepted, (unsigned long long)gate.ran[i]);
+        }
+        cr_assert_eq(gate.ran_after_term, 0);
+        cr_assert_eq(rill_loop_pending_tasks(gate.loop), 0);
+        rill_loop_free(gate.loop);
+    }
+}
+
 /* Quiet period: a loop that keeps receiving tasks stays up, and terminates
  * no earlier than quiet_ns after the last task. */
+/* Listener: when the termination future completed. Read it with
+ * termination_time(): wait() may return before listeners have run. */
 static void record_time(struct rill_promise *p, void *arg)
 {
     (void)p;
-    *(uint64_t *)arg = rill_clock_now_ns();
+    atomic_store((_Atomic uint64_t *)arg, rill_clock_now_ns());
+}
+
+static uint64_t termination_time(_Atomic uint64_t *t)
+{
+    uint64_t dl = rill_test_deadline_ms(5000);
+    while (atomic_load(t) == 0 && rill_test_before(dl))
+        usleep(200);
+    cr_assert_neq(atomic_load(t), 0, "termination listener did not run");
+    return atomic_load(t);
 }
 
 Test(loop, quiet_period_keeps_a_busy_loop_up)
 {
     struct rill_loop *loop = started_loop("quiet");
-    uint64_t term_at = 0;
+    _Atomic uint64_t term_at = 0;
     cr_assert_eq(rill_promise_add_listener(rill_loop_termination(loop), record_time, &term_at), 0);
     const uint64_t quiet = MS(400);
     uint64_t t0 = rill_clock_now_ns();
@@ -753,7 +836,7 @@ Test(loop, quiet_period_keeps_a_busy_loop_up)
     cr_assert_eq(rill_promise_wait(rill_loop_termination(loop), (int64_t)S(10)), 0);
     rill_loop_free(loop);
     cr_assert_eq(atomic_load(&n), posts);
-    cr_assert_geq(term_at, last_post + quiet,
+    cr_assert_geq(termination_time(&term_at), last_post + quiet,
                   "terminated %lld ms after the last task, quiet period is 400 ms",
                   (long long)((int64_t)(term_at - last_post) / (int64_t)RILL_NS_PER_MS));
 }
@@ -761,19 +844,19 @@ Test(loop, quiet_period_keeps_a_busy_loop_up)
 Test(loop, quiet_period_without_tasks)
 {
     struct rill_loop *loop = started_loop("quiet-idle");
-    uint64_t term_at = 0;
+    _Atomic uint64_t term_at = 0;
     cr_assert_eq(rill_promise_add_listener(rill_loop_termination(loop), record_time, &term_at), 0);
     uint64_t t0 = rill_clock_now_ns();
     rill_loop_shutdown(loop, MS(100), S(20));
     cr_assert_eq(rill_promise_wait(rill_loop_termination(loop), (int64_t)S(10)), 0);
+    cr_assert_geq(termination_time(&term_at), t0 + MS(100));
     rill_loop_free(loop);
-    cr_assert_geq(term_at, t0 + MS(100));
 }
 
 Test(loop, shutdown_timeout_ends_the_quiet_period)
 {
     struct rill_loop *loop = started_loop("timeout");
-    uint64_t term_at = 0;
+    _Atomic uint64_t term_at = 0;
     cr_assert_eq(rill_promise_add_listener(rill_loop_termination(loop), record_time, &term_at), 0);
     uint64_t t0 = rill_clock_now_ns();
     rill_loop_shutdown(loop, S(30), MS(300));
@@ -791,7 +874,7 @@ Test(loop, shutdown_timeout_ends_the_quiet_period)
     cr_assert_eq(rill_promise_wait(rill_loop_termination(loop), (int64_t)S(10)), 0);
     rill_loop_free(loop);
     cr_assert_eq(atomic_load(&n), posts, "an accepted task was lost");
-    cr_assert_geq(term_at, t0 + MS(300));
+    cr_assert_geq(termination_time(&term_at), t0 + MS(300));
 }
 
 Test(loop, second_shutdown_can_only_shorten_the_timeout)

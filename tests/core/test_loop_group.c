@@ -267,7 +267,7 @@ Test(loop_group, pinned_without_a_list_uses_cpu_i)
 /* ---- shutdown ---- */
 
 static struct rill_loop_group *term_group;
-static int term_all_terminated = -1;
+static atomic_int term_all_terminated = -1;
 
 static void group_terminated(struct rill_promise *p, void *arg)
 {
@@ -276,7 +276,7 @@ static void group_terminated(struct rill_promise *p, void *arg)
     int all = 1;
     for (int i = 0; i < rill_loop_group_size(term_group); i++)
         all &= rill_loop_is_terminated(rill_loop_group_at(term_group, i));
-    term_all_terminated = all;
+    atomic_store(&term_all_terminated, all);
 }
 
 Test(loop_group, shutdown_future_completes_after_every_loop_terminated)
@@ -291,7 +291,12 @@ Test(loop_group, shutdown_future_completes_after_every_loop_terminated)
     for (int i = 0; i < 3; i++)
         cr_assert(rill_loop_is_shutting_down(rill_loop_group_at(term_group, i)));
     cr_assert_eq(rill_promise_wait(f, (int64_t)S(10)), 0);
-    cr_assert_eq(term_all_terminated, 1, "group future completed before every loop terminated");
+    /* Listeners run after waiters are woken: wait for ours. */
+    uint64_t dl = rill_test_deadline_ms(5000);
+    while (atomic_load(&term_all_terminated) < 0 && rill_test_before(dl))
+        usleep(200);
+    cr_assert_eq(atomic_load(&term_all_terminated), 1,
+                 "group future completed before every loop terminated");
     for (int i = 0; i < 3; i++)
         cr_assert(rill_loop_is_terminated(rill_loop_group_at(term_group, i)));
     /* A second shutdown is harmless and returns the same future. */
@@ -400,7 +405,8 @@ Test(loop_group, creation_fails_cleanly_when_a_later_loop_cannot_be_made)
 {
     struct rlimit saved;
     limit_fds(2, &saved);
-    struct group_new_call c = { .nloops = 2 };
+    static struct group_new_call c; /* may outlive this function if it hangs */
+    c = (struct group_new_call){ .nloops = 2 };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, group_new_main, &c), 0);
     uint64_t dl = rill_test_deadline_ms(5000);
@@ -421,7 +427,8 @@ Test(loop_group, bug_creation_fails_cleanly_when_the_first_loop_cannot_be_made)
 {
     struct rlimit saved;
     limit_fds(0, &saved);
-    struct group_new_call c = { .nloops = 2 };
+    static struct group_new_call c; /* may outlive this function if it hangs */
+    c = (struct group_new_call){ .nloops = 2 };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, group_new_main, &c), 0);
     uint64_t dl = rill_test_deadline_ms(3000);
