@@ -336,7 +336,7 @@ static size_t grow_target(size_t need, size_t max)
     return n < max ? n : max;
 }
 
-/* Move a pooled or wrapped buffer's bytes [0, writer) to a new data block
+/* Move a pooled or wrapped buffer's bytes [0, capacity) to a new data block
  * of capacity >= @need. The old memory stays valid while views may see it
  * (count > 1); otherwise it goes back at once. */
 static int flat_grow(struct rill_buf *b, size_t need)
@@ -354,8 +354,8 @@ static int flat_grow(struct rill_buf *b, size_t need)
             return -ENOMEM;
         }
     }
-    if (b->_wr)
-        memcpy(blk, b->_data, b->_wr);
+    if (b->_cap) /* set_* may have written past the writer index: keep it all */
+        memcpy(blk, b->_data, b->_cap);
     if (node) {
         *node = (struct rill_buf_retired){ b->_u.flat.retired, b->_u.flat.data_block,
                                            b->_u.flat.data_size };

@@ -254,7 +254,8 @@ int rill_buf_advance_writer(struct rill_buf *b, size_t n);
  * the buffer has other references (slices retain their parent), the old
  * memory is kept until the buffer is destroyed, so existing views stay
  * valid (they keep seeing the old bytes); otherwise it is freed (or handed
- * back to the user) at once. Indices don't move. Returns 0, -EROFS,
+ * back to the user) at once. Indices and the bytes below the old capacity
+ * stay. Returns 0, -EROFS,
  * -ENOBUFS (past the max capacity, or a slice without room) or -ENOMEM. */
 int rill_buf_ensure_writable(struct rill_buf *b, size_t n);
 

@@ -10,7 +10,9 @@
  * read-only component is dropped first). rill_buf_discard_read() releases
  * fully read components.
  *
- * Thread: as buf.h (one thread at a time). */
+ * Thread: as buf.h (one thread at a time). Even reads update a lookup cache
+ * inside the composite, so two threads must not read one composite at once
+ * (give each its own slice or read-only view instead). */
 #ifndef RILL_COMPOSITE_H
 #define RILL_COMPOSITE_H
 

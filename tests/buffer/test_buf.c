@@ -548,6 +548,24 @@ Test(buf, growth_bounded_by_max_capacity)
     rill_buf_release(s);
 }
 
+Test(buf, growth_keeps_bytes_set_past_the_writer_index)
+{
+    uint8_t src[4] = { 1, 2, 3, 4 };
+    for (int k = K_POOLED; k <= K_WRAPPED; k++) {
+        struct rill_buf *b = make(k, src, 4);
+        size_t cap = rill_buf_capacity(b);
+        cr_assert_eq(rill_buf_set_u32_be(b, cap - 4, 0xDEADBEEF), 0);
+        cr_assert_eq(rill_buf_ensure_writable(b, cap * 4), 0);
+        cr_assert_gt(rill_buf_capacity(b), cap);
+        cr_assert_eq(rill_buf_set_writer_index(b, cap), 0);
+        uint32_t v;
+        cr_assert_eq(rill_buf_get_u32_be(b, cap - 4, &v), 0);
+        cr_assert_eq(v, 0xDEADBEEF, "%s", kname[k]);
+        cr_assert(rill_buf_equal_bytes(b, 0, src, 4));
+        rill_buf_release(b);
+    }
+}
+
 Test(buf, large_growth_keeps_bytes)
 {
     struct rill_buf *b;
