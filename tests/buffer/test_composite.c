@@ -723,7 +723,7 @@ static void op_once(void)
     case 11: {
         t.what = "find";
         size_t from = below(wr + 1), to = from + below(wr - from + 1);
-        uint8_t needle[12];
+        uint8_t needle[12] = { 0 };
         size_t nl = below(sizeof(needle) + 1);
         if (below(3) && wr >= nl) { /* a needle that occurs, maybe across components */
             memcpy(needle, t.m.b + below(wr - nl + 1), nl);
