@@ -4,7 +4,8 @@
  * index_of a byte near the end, find of a 4-byte needle near the end
  * (straddling a 64 B component boundary) and iovec export; prints ns per
  * call, GB/s where bytes are touched, and the composite/flat time ratio.
- * Each figure is the median of 9 repetitions of a ~20 ms timed loop.
+ * Each figure is the median of 9 repetitions of a ~20 ms timed loop; the
+ * repetitions alternate between the three buffers.
  *
  * Build Release and run pinned to one CPU (see BENCHMARKING notes: the two
  * vCPUs disturb each other):
@@ -90,30 +91,38 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Median ns per op over REPS timed loops of about RUN_NS each. */
-static double measure(op_fn *fn, struct rill_buf *b)
+/* Iterations of @fn on @b that take about RUN_NS. */
+static uint64_t calibrate(op_fn *fn, struct rill_buf *b)
 {
-    uint64_t iters = 1;
-    for (;;) { /* calibrate */
+    for (uint64_t iters = 1;; iters *= 2) {
         uint64_t t0 = rill_clock_now_ns();
         for (uint64_t i = 0; i < iters; i++)
             sink += fn(b);
         uint64_t dt = rill_clock_now_ns() - t0;
-        if (dt > RUN_NS / 4) {
-            iters = iters * RUN_NS / dt + 1;
-            break;
+        if (dt > RUN_NS / 4)
+            return iters * RUN_NS / dt + 1;
+    }
+}
+
+/* Median ns per op of @fn on each of the @n buffers; the repetitions
+ * alternate between the buffers (A B C A B C ...) so drift in the machine's
+ * speed hits all of them alike. */
+static void measure(op_fn *fn, struct rill_buf **bufs, int n, double *ns)
+{
+    uint64_t iters[8], per[8][REPS];
+    for (int k = 0; k < n; k++)
+        iters[k] = calibrate(fn, bufs[k]);
+    for (int r = 0; r < REPS; r++)
+        for (int k = 0; k < n; k++) {
+            uint64_t t0 = rill_clock_now_ns();
+            for (uint64_t i = 0; i < iters[k]; i++)
+                sink += fn(bufs[k]);
+            per[k][r] = (rill_clock_now_ns() - t0) * 1000 / iters[k]; /* ps per op */
         }
-        iters *= 2;
+    for (int k = 0; k < n; k++) {
+        qsort(per[k], REPS, sizeof(per[k][0]), cmp_u64);
+        ns[k] = per[k][REPS / 2] / 1000.0;
     }
-    uint64_t per[REPS];
-    for (int r = 0; r < REPS; r++) {
-        uint64_t t0 = rill_clock_now_ns();
-        for (uint64_t i = 0; i < iters; i++)
-            sink += fn(b);
-        per[r] = (rill_clock_now_ns() - t0) * 1000 / iters; /* picoseconds per op */
-    }
-    qsort(per, REPS, sizeof(per[0]), cmp_u64);
-    return per[REPS / 2] / 1000.0;
 }
 
 static struct rill_buf *composite_of(const uint8_t *data, size_t piece)
@@ -156,8 +165,7 @@ int main(void)
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (unsigned o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
         double ns[3];
-        for (int k = 0; k < 3; k++)
-            ns[k] = measure(ops[o].fn, bufs[k]);
+        measure(ops[o].fn, bufs, 3, ns);
         printf("| %s |", ops[o].name);
         for (int k = 0; k < 3; k++) {
             double per_call = ns[k] / ops[o].calls;
