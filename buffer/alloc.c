@@ -326,7 +326,7 @@ static __attribute__((noinline)) void *alloc_slow(unsigned c, size_t *usable)
     return p;
 }
 
-static void *alloc_large(size_t size, size_t *usable)
+static __attribute__((noinline)) void *alloc_large(size_t size, size_t *usable)
 {
     struct tcache *tc = tcache_get();
     unsigned flags;
@@ -410,7 +410,7 @@ static __attribute__((noinline)) void free_slow(void *p, unsigned c)
     bump(&b->frees, 1);
 }
 
-static void free_large(void *p, size_t size)
+static __attribute__((noinline)) void free_large(void *p, size_t size)
 {
     struct tcache *tc = tcache_get();
     unsigned flags;
