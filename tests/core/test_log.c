@@ -42,6 +42,9 @@ static void capture_sink(void *arg, enum rill_log_level level, const char *file,
     atomic_fetch_add(&cap.calls, 1);
 }
 
+/* Each test runs in its own process and leaves its sink installed: see
+ * bug_restoring_the_default_sink_leaks_the_old_sink_record for why tests do
+ * not put the default sink back. */
 static void install_capture(void)
 {
     memset(&cap, 0, sizeof(cap));
@@ -106,7 +109,6 @@ Test(log, sink_not_called_below_the_level)
     RILL_DEBUGF("d");
     RILL_INFO("i");
     cr_assert_eq(atomic_load(&cap.calls), 5);
-    rill_log_set_sink(NULL, NULL);
 }
 
 Test(log, custom_sink_gets_level_origin_and_message)
@@ -127,7 +129,6 @@ Test(log, custom_sink_gets_level_origin_and_message)
     cr_assert_str_eq(cap.file, "some/where.c");
     cr_assert_eq(cap.line, 7);
     cr_assert_str_eq(cap.msg, "direct call");
-    rill_log_set_sink(NULL, NULL);
 }
 
 Test(log, long_messages_are_truncated_not_overflowed)
@@ -142,7 +143,6 @@ Test(log, long_messages_are_truncated_not_overflowed)
     size_t n = strlen(cap.msg);
     cr_assert_gt(n, 100);
     cr_assert_lt(n, sizeof(big) - 1);
-    rill_log_set_sink(NULL, NULL);
 }
 
 /* Capture this process's stderr into a pipe while fn runs. */
@@ -168,7 +168,33 @@ static void log_one(void)
     RILL_ERROR("to the default sink %d", 7);
 }
 
-Test(log, default_sink_restored)
+static void check_default_line(const char *out)
+{
+    cr_assert_not_null(strstr(out, "to the default sink 7"), "stderr got: %s", out);
+    cr_assert_not_null(strstr(out, "ERROR"), "stderr got: %s", out);
+    cr_assert_not_null(strstr(out, "[log-test]"), "no thread name in: %s", out);
+    cr_assert_not_null(strstr(out, "test_log.c:"), "no origin in: %s", out);
+    size_t len = strlen(out);
+    cr_assert_eq(out[len - 1], '\n');
+    cr_assert_eq(strchr(out, '\n'), out + len - 1, "one message, one line: %s", out);
+}
+
+Test(log, default_sink_writes_one_line_to_stderr)
+{
+    rill_log_set_level(RILL_LOG_INFO);
+    pthread_setname_np(pthread_self(), "log-test");
+    char out[1024];
+    with_stderr_captured(log_one, out, sizeof(out));
+    check_default_line(out);
+}
+
+/* BUG(core/log.c rill_log_set_sink): replacing a sink leaks the old sink
+ * record on purpose ("another thread may be calling through it"), so
+ * LeakSanitizer fails every ASan test (rill's own and users') that swaps
+ * or restores a sink. This test passes in plain builds and fails under
+ * ASan until the old records stay reachable (for example chained on a
+ * static list of retired sinks) or live in static storage. */
+Test(log, bug_restoring_the_default_sink_leaks_the_old_sink_record)
 {
     install_capture();
     rill_log_set_level(RILL_LOG_INFO);
@@ -177,13 +203,7 @@ Test(log, default_sink_restored)
     char out[1024];
     with_stderr_captured(log_one, out, sizeof(out));
     cr_assert_eq(atomic_load(&cap.calls), 0, "old sink still called");
-    cr_assert_not_null(strstr(out, "to the default sink 7"), "stderr got: %s", out);
-    cr_assert_not_null(strstr(out, "ERROR"), "stderr got: %s", out);
-    cr_assert_not_null(strstr(out, "[log-test]"), "no thread name in: %s", out);
-    cr_assert_not_null(strstr(out, "test_log.c:"), "no origin in: %s", out);
-    cr_assert_eq(out[strlen(out) - 1], '\n');
-    cr_assert_null(strchr(out, '\n') + 1 < out + strlen(out) ? strchr(out, '\n') + 1 : NULL,
-                   "one message, one line");
+    check_default_line(out);
 }
 
 #define LOG_THREADS 4
@@ -217,7 +237,6 @@ Test(log, sink_called_from_many_threads)
         cr_assert_eq(pthread_create(&th[i], NULL, log_thread, NULL), 0);
     for (int i = 0; i < LOG_THREADS; i++)
         pthread_join(th[i], NULL);
-    rill_log_set_sink(NULL, NULL);
     cr_assert_eq(atomic_load(&mt_calls), LOG_THREADS * LOG_EACH);
 }
 
