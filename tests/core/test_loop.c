@@ -897,6 +897,23 @@ Test(loop, second_shutdown_can_only_shorten_the_timeout)
     rill_loop_free(loop);
 }
 
+/* BUG(core/loop.c rill_loop_shutdown): loop.h says shutdown is idempotent
+ * and a second call can only shorten the timeout, but every call stores its
+ * quiet period, so a second call with a longer quiet period keeps the loop
+ * up longer (Netty ignores the parameters of a second call). Here 20 ms
+ * becomes 5 s. Fix: keep the smaller quiet period (or the first one). */
+Test(loop, bug_second_shutdown_does_not_extend_the_quiet_period)
+{
+    struct rill_loop *loop = started_loop("quiet-twice");
+    rill_loop_shutdown(loop, MS(20), S(60));
+    rill_loop_shutdown(loop, S(5), S(60));
+    int rc = rill_promise_wait(rill_loop_termination(loop), (int64_t)S(2));
+    rill_loop_shutdown(loop, 0, 0); /* clean up either way */
+    cr_assert_eq(rill_promise_wait(rill_loop_termination(loop), (int64_t)S(10)), 0);
+    rill_loop_free(loop);
+    cr_assert_eq(rc, 0, "a second shutdown stretched a 20 ms quiet period past 2 s");
+}
+
 /* BUG(core/loop.c terminate / rill_loop_free, core/future.c complete): for a
  * loop run on a user thread (rill_loop_run), terminate() completes the
  * termination future and the thread keeps using it and the loop afterwards:
