@@ -352,10 +352,13 @@ static struct lat summarize(uint64_t *v, uint64_t n, uint64_t total_ns, bool abo
 /* rill: thread -> loop task -> promise -> thread */
 static struct rill_promise *pp_promise;
 
+/* The task owns a reference: the waiter may release its own as soon as it
+ * sees the promise complete, while succeed() is still running here. */
 static void pp_complete(void *arg)
 {
-    (void)arg;
-    rill_promise_succeed(pp_promise, NULL, NULL);
+    struct rill_promise *p = arg;
+    rill_promise_succeed(p, NULL, NULL);
+    rill_promise_release(p);
 }
 
 static struct lat lat_rill_promise(uint64_t iters, uint64_t *samples)
@@ -378,7 +381,7 @@ static struct lat lat_rill_promise(uint64_t iters, uint64_t *samples)
         uint64_t a = now_ns();
         if ((err = rill_promise_new(NULL, &pp_promise)))
             die("promise", err);
-        rill_task_init(&t, pp_complete, NULL);
+        rill_task_init(&t, pp_complete, rill_promise_retain(pp_promise));
         if ((err = rill_loop_post(loop, &t)))
             die("post", err);
         if ((err = rill_promise_wait(pp_promise, (int64_t)WALL_NS)))
