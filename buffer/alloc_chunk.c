@@ -233,7 +233,9 @@ static bool ext_split(extent_hooks_t *h, void *addr, size_t size, size_t size_a,
 }
 
 /* Merge only inside one chunk: an extent must never span two
- * registrations, even when the kernel placed two chunks side by side. */
+ * registrations, even when the kernel placed two chunks side by side.
+ * (jemalloc 5.3 itself never merges across extents that came from separate
+ * alloc calls; this keeps the rule from depending on that.) */
 static bool ext_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *addr_b, size_t size_b,
                       bool committed, unsigned arena)
 {

@@ -491,6 +491,36 @@ Test(alloc, hook_slots_run_out)
     cr_assert_eq(rill_alloc_hook_add(&bad, &s), -EINVAL);
 }
 
+/* Chunks mapped one after another usually sit side by side. Once their
+ * blocks are freed, a bigger block must still come from one chunk, never
+ * from free space merged across two registrations (the merge hook refuses;
+ * jemalloc 5.3 also never merges across separately mapped extents). */
+Test(alloc, no_block_spans_two_chunks)
+{
+    struct rill_mem_hook hk = { noop_reg, NULL, NULL };
+    int slot;
+    cr_assert_eq(rill_alloc_hook_add(&hk, &slot), 0);
+    enum { NSMALL_BLOCKS = 32, NBIG = 4 };
+    const size_t small = 1u << 20, big = 6u << 20;
+    void *p[NSMALL_BLOCKS], *q[NBIG];
+    for (int i = 0; i < NSMALL_BLOCKS; i++)
+        cr_assert_not_null(p[i] = rill_alloc(small, NULL));
+    for (int i = 0; i < NSMALL_BLOCKS; i++)
+        rill_free(p[i], small);
+    for (int i = 0; i < NBIG; i++) {
+        size_t u;
+        cr_assert_not_null(q[i] = rill_alloc(big, &u));
+        struct rill_mem_region first, last;
+        cr_assert_eq(rill_alloc_lookup(q[i], slot, &first), 0);
+        cr_assert_eq(rill_alloc_lookup((uint8_t *)q[i] + u - 1, slot, &last), 0);
+        cr_assert_eq(first.base, last.base, "block %p of %zu bytes spans chunks %p and %p", q[i], u,
+                     first.base, last.base);
+    }
+    for (int i = 0; i < NBIG; i++)
+        rill_free(q[i], big);
+    cr_assert_eq(rill_alloc_hook_remove(slot), 0);
+}
+
 static void check_lookup(int slot, const uint8_t *p, size_t len)
 {
     const uint8_t *at[3] = { p, p + len / 2, p + len - 1 };
