@@ -451,18 +451,19 @@ void rill_free(void *p, size_t size)
     if (RILL_UNLIKELY(!rill__alloc_owns(p)))
         RILL_PANIC("rill_free(%p, %zu): not memory from rill_alloc", p, size);
 #endif
+#if RILL_DEBUG
+    /* sallocx is jemalloc's own size of the block: a size naming another
+     * class would put the block in the wrong cache (or corrupt jemalloc). */
+    size_t want = rill_alloc_usable(size);
+    if (RILL_UNLIKELY(sallocx(p, 0) != want))
+        RILL_PANIC("rill_free(%p, %zu): block has %zu bytes, the size names %zu", p, size,
+                   sallocx(p, 0), want);
+#endif
     if (RILL_UNLIKELY(size > RILL_ALLOC_MAX_POOLED)) {
         free_large(p, size);
         return;
     }
     unsigned c = size_class(size);
-#if RILL_DEBUG
-    /* sallocx is jemalloc's own size of the block: a size naming another
-     * class would corrupt a free list. */
-    if (RILL_UNLIKELY(sallocx(p, 0) != class_size[c]))
-        RILL_PANIC("rill_free(%p, %zu): block has %zu bytes, size names the %u-byte class", p, size,
-                   sallocx(p, 0), class_size[c]);
-#endif
     struct tcache *tc = tls_tc;
     if (RILL_LIKELY(tc != NULL)) {
         struct bin *b = &tc->bins[c];

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -139,6 +140,30 @@ Test(alloc, use_after_free_of_cached_block_is_caught)
     cr_log_info("two ASan reports follow: they are expected");
     expect_asan_catches_read_after_free(300);
     expect_asan_catches_read_after_free(100000);
+}
+#endif
+
+#if RILL_DEBUG
+/* Contract checks of debug builds: rill_free refuses what would corrupt a
+ * cache. */
+Test(alloc, free_of_foreign_memory_aborts, .signal = SIGABRT)
+{
+    static uint8_t not_rill[64];
+    rill_free(not_rill, sizeof(not_rill));
+}
+
+Test(alloc, free_with_another_class_size_aborts, .signal = SIGABRT)
+{
+    void *p = rill_alloc(100, NULL);
+    cr_assert_not_null(p);
+    rill_free(p, 1000);
+}
+
+Test(alloc, free_of_large_block_with_wrong_size_aborts, .signal = SIGABRT)
+{
+    void *p = rill_alloc(100000, NULL);
+    cr_assert_not_null(p);
+    rill_free(p, 300000);
 }
 #endif
 
