@@ -11,6 +11,8 @@ PACKAGES=(
     libibverbs-dev librdmacm-dev ibverbs-providers
     # RDMA test guest (scripts/rxe-vm): qemu TCG + busybox initramfs
     qemu-system-x86 busybox-static iproute2 xz-utils ibverbs-utils rdmacm-utils perftest
+    # echo benchmark peers (bench/echo): libevent, libuv, Netty 4.1 on Java 17
+    libevent-dev libuv1-dev libnetty-java openjdk-17-jdk-headless
 )
 
 missing=()
