@@ -6,12 +6,15 @@
  *   ninja -C build/release bench_tasks
  *   taskset -c 0 build/release/bench/bench_tasks
  *   build/release/bench/bench_tasks
- * Pinned, producers and consumer share one CPU: the figures are then the
- * whole cost of a hand-off (both sides together) and repeat within about a
- * percent. Unpinned, on a 2-vCPU machine, the threads race on two vCPUs
- * whose speed depends on the host's load and waking the other vCPU costs
- * tens of microseconds; expect spreads of tens of percent between runs.
- * Compare ratios from one invocation, on an otherwise idle machine.
+ * Pinned, producers and consumer share one CPU: the figures are the whole
+ * cost of a hand-off (both sides together), with no cross-CPU wake-ups;
+ * they still move by 10-40 % between invocations because how long each
+ * side runs before the scheduler switches decides the batch sizes.
+ * Unpinned, on a 2-vCPU machine, the threads race on two vCPUs whose speed
+ * depends on the host's load and waking the other vCPU costs tens of
+ * microseconds; expect spreads of tens of percent, more with 2 producers.
+ * Compare ratios from one invocation, on an otherwise idle machine, and
+ * repeat the invocation; the runs within one alternate A B A B.
  * Options: -n tasks per throughput run (default 2000000), -r runs per cell
  * (default 5, median reported), -p producer counts (default "1,2"),
  * -l ping-pong round trips per run (default 20000).
