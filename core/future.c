@@ -166,7 +166,7 @@ int rill_promise_fail(struct rill_promise *p, int err)
 {
     if (err >= 0)
         return -EINVAL;
-    return complete(p, err, NULL, NULL, false);
+    return complete(p, err, NULL, NULL, err == -ECANCELED);
 }
 
 int rill_promise_cancel(struct rill_promise *p)

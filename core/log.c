@@ -16,8 +16,13 @@ static _Atomic int log_level = -1; /* -1: not read from the environment yet */
 struct sink {
     rill_log_sink_fn *fn;
     void *arg;
+    struct sink *retired_next;
 };
 static _Atomic(struct sink *) log_sink;
+/* Replaced sink records stay reachable (another thread may still be calling
+ * through one); sinks are replaced rarely, so the list stays short. */
+static struct sink *retired_sinks;
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = { "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF" };
 
@@ -80,9 +85,13 @@ void rill_log_set_sink(rill_log_sink_fn *fn, void *arg)
         s->fn = fn;
         s->arg = arg;
     }
-    /* The old sink record is leaked on purpose: another thread may be
-     * calling through it right now, and sinks are replaced rarely. */
-    atomic_store(&log_sink, s);
+    struct sink *old = atomic_exchange(&log_sink, s);
+    if (old) {
+        pthread_mutex_lock(&retired_lock);
+        old->retired_next = retired_sinks;
+        retired_sinks = old;
+        pthread_mutex_unlock(&retired_lock);
+    }
 }
 
 void rill_log_vwrite(enum rill_log_level level, const char *file, int line, const char *fmt,

@@ -57,6 +57,7 @@ int rill_loop_new(const struct rill_loop_opts *opts, struct rill_loop **out)
     snprintf(loop->name, sizeof(loop->name), "%s", opts->name ? opts->name : "rill-loop");
     rill__timers_init(&loop->timers);
     atomic_init(&loop->now, opts->manual_clock ? 0 : rill_clock_now_ns());
+    atomic_init(&loop->quiet_ns, UINT64_MAX);
     loop->epfd = loop->evfd = -1;
 
     int err = -ENOMEM;
@@ -215,9 +216,11 @@ static int run_tasks(struct rill_loop *loop)
         struct rill_task *t = rill_container_of(node, struct rill_task, _node);
         rill__tsan_acquire(t);
         n++;
-        atomic_fetch_add_explicit(&loop->ran, 1, memory_order_relaxed);
         t->fn(t->arg); /* may free or re-post t */
     }
+    /* One add per round: this line is shared with the posters. */
+    if (n)
+        atomic_fetch_add_explicit(&loop->ran, (uint64_t)n, memory_order_relaxed);
     if (n && atomic_load_explicit(&loop->state, memory_order_relaxed) == LOOP_SHUTTING_DOWN)
         loop->last_task_ns = rill_clock_now_ns();
     return n;
@@ -315,6 +318,9 @@ static int iterate(struct rill_loop *loop, int64_t max_wait_ns)
     }
     if (timeout != 0) {
         atomic_store(&loop->wake_armed, 1);
+        /* The queue check below uses plain loads: order them after the
+         * store (a no-op on x86, needed on weaker machines). */
+        atomic_thread_fence(memory_order_seq_cst);
         if (!cds_wfcq_empty(&loop->qhead, &loop->qtail))
             timeout = 0;
     }
@@ -360,7 +366,9 @@ void rill_loop_shutdown(struct rill_loop *loop, uint64_t quiet_ns, uint64_t time
     while ((old == 0 || deadline < old) &&
            !atomic_compare_exchange_weak(&loop->deadline_ns, &old, deadline))
         ;
-    atomic_store(&loop->quiet_ns, quiet_ns);
+    uint64_t q = atomic_load(&loop->quiet_ns); /* UINT64_MAX until the first call */
+    while (quiet_ns < q && !atomic_compare_exchange_weak(&loop->quiet_ns, &q, quiet_ns))
+        ;
     int s = atomic_load(&loop->state);
     while (s < LOOP_SHUTTING_DOWN &&
            !atomic_compare_exchange_weak(&loop->state, &s, LOOP_SHUTTING_DOWN))
@@ -437,6 +445,22 @@ static void leave(struct rill_loop *loop, struct rill_loop *saved)
 {
     tls_loop = saved;
     atomic_store(&loop->in_run, 0);
+}
+
+/* For the embedded channel: let the calling thread act as the thread of a
+ * loop that no thread runs, for the span of one call, so loop-only
+ * functions (pipeline callbacks, RILL_ASSERT_IN_LOOP) work there. */
+int rill__loop_enter(struct rill_loop *loop, struct rill_loop **saved)
+{
+    if (tls_loop == loop)
+        return 1;
+    int err = enter(loop, saved, false);
+    return err == -EALREADY ? RILL_ENOTLOOP : err;
+}
+
+void rill__loop_leave(struct rill_loop *loop, struct rill_loop *saved)
+{
+    leave(loop, saved);
 }
 
 int rill_loop_run_once(struct rill_loop *loop, int64_t timeout_ns)
@@ -530,7 +554,11 @@ void rill_loop_free(struct rill_loop *loop)
         if (!rill_loop_is_shutting_down(loop))
             RILL_PANIC("rill_loop_free: loop %s is still running; shut it down first", loop->name);
         pthread_join(loop->thread, NULL);
-    } else if (!rill_loop_is_terminated(loop)) {
+    } else if (rill_loop_is_terminated(loop)) {
+        /* Run on a user thread: it may still be returning from run(). */
+        while (atomic_load(&loop->in_run))
+            sched_yield();
+    } else {
         /* Never ran (or ran only run_once): run what is queued, here. */
         struct rill_loop *saved;
         if (enter(loop, &saved, false) == 0) {

@@ -85,7 +85,8 @@ int rill_loop_group_new(const struct rill_loop_group_opts *opts, struct rill_loo
     if (err) {
         RILL_ERROR("loop group %s: cannot start loop %d: %s", prefix, g->n, rill_strerror(err));
         /* Loops never created count as terminated. */
-        atomic_fetch_sub(&g->remaining, n - g->n);
+        if (atomic_fetch_sub(&g->remaining, n - g->n) == n - g->n)
+            rill_promise_succeed(g->termination, NULL, NULL);
         rill_loop_group_free(g);
         return err;
     }

@@ -94,6 +94,12 @@ void rill__timers_cancel_all(struct rill_loop *loop);
 
 /* loop.c */
 int rill__loop_post(struct rill_loop *loop, struct rill_task *t);
+/* Act as @loop's thread until rill__loop_leave (the embedded channel drives
+ * a loop that no thread runs). Returns 0 (call leave with *saved), 1 when
+ * the caller already is the loop's thread (don't call leave), or
+ * RILL_ENOTLOOP when another thread runs the loop. */
+int rill__loop_enter(struct rill_loop *loop, struct rill_loop **saved);
+void rill__loop_leave(struct rill_loop *loop, struct rill_loop *saved);
 static inline uint64_t rill__loop_now(const struct rill_loop *loop)
 {
     return atomic_load_explicit(&((struct rill_loop *)loop)->now, memory_order_relaxed);

@@ -41,7 +41,8 @@ int rill_promise_succeed(struct rill_promise *p, void *value, rill_value_free_fn
  * already complete, -EINVAL when @err >= 0. */
 int rill_promise_fail(struct rill_promise *p, int err);
 
-/* Fail with -ECANCELED. Returns 0 or -EALREADY. */
+/* Fail with -ECANCELED (failing with -ECANCELED is cancelling too).
+ * Returns 0 or -EALREADY. */
 int rill_promise_cancel(struct rill_promise *p);
 
 bool rill_promise_is_done(const struct rill_promise *p);
@@ -59,7 +60,9 @@ struct rill_loop *rill_promise_loop(const struct rill_promise *p);
  * Listeners run in the order they were added. Returns 0 or -ENOMEM. */
 int rill_promise_add_listener(struct rill_promise *p, rill_future_fn *fn, void *arg);
 
-/* Block until @p completes or @timeout_ns passes (< 0: no limit). Returns
+/* Block until @p completes or @timeout_ns passes (< 0: no limit). Waiters
+ * wake as soon as the outcome is set, possibly before listeners have run.
+ * Returns
  * the outcome as rill_promise_result, -ETIMEDOUT, or -EDEADLK when called on
  * the thread of the loop that owns @p (it could never complete). */
 int rill_promise_wait(struct rill_promise *p, int64_t timeout_ns);

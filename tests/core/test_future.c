@@ -180,11 +180,8 @@ Test(future, cancel_once)
     rill_promise_release(p);
 }
 
-/* BUG(core/future.c rill_promise_fail): future.h says "Cancelling is failing
- * with -ECANCELED", but a promise failed with -ECANCELED is not reported as
- * cancelled (the flag is set only by rill_promise_cancel). Netty's
- * isCancelled() is true for a CancellationException failure as well. */
-Test(future, bug_failing_with_ecanceled_is_cancelling)
+/* A promise failed with -ECANCELED counts as cancelled, as in Netty. */
+Test(future, failing_with_ecanceled_is_cancelling)
 {
     struct rill_promise *p = new_promise(NULL);
     int rc = rill_promise_fail(p, -ECANCELED);

@@ -897,12 +897,8 @@ Test(loop, second_shutdown_can_only_shorten_the_timeout)
     rill_loop_free(loop);
 }
 
-/* BUG(core/loop.c rill_loop_shutdown): loop.h says shutdown is idempotent
- * and a second call can only shorten the timeout, but every call stores its
- * quiet period, so a second call with a longer quiet period keeps the loop
- * up longer (Netty ignores the parameters of a second call). Here 20 ms
- * becomes 5 s. Fix: keep the smaller quiet period (or the first one). */
-Test(loop, bug_second_shutdown_does_not_extend_the_quiet_period)
+/* A second shutdown can shorten but never extend the quiet period. */
+Test(loop, second_shutdown_does_not_extend_the_quiet_period)
 {
     struct rill_loop *loop = started_loop("quiet-twice");
     rill_loop_shutdown(loop, MS(20), S(60));
@@ -914,17 +910,9 @@ Test(loop, bug_second_shutdown_does_not_extend_the_quiet_period)
     cr_assert_eq(rc, 0, "a second shutdown stretched a 20 ms quiet period past 2 s");
 }
 
-/* BUG(core/loop.c terminate / rill_loop_free, core/future.c complete): for a
- * loop run on a user thread (rill_loop_run), terminate() completes the
- * termination future and the thread keeps using it and the loop afterwards:
- * complete() wakes waiters *before* it runs the listeners inline, and
- * run() calls leave() (stores loop->in_run) after terminate() returns. A
- * thread that waits for the termination future and then calls
- * rill_loop_free() (nothing in loop.h says it must also join the running
- * thread) frees both under it. A slow termination listener makes the window
- * certain: ASan reports heap-use-after-free in run_listeners (future.c),
- * TSan a race with free. Debug builds pass silently. Fix: rill_loop_free
- * waits until in_run is 0 for a loop without its own thread. */
+/* A loop run on a user thread may be freed as soon as its termination
+ * future completes: rill_loop_free waits for run() to return. A slow
+ * termination listener widens the window. */
 static void slow_listener(struct rill_promise *p, void *arg)
 {
     (void)p;
@@ -932,7 +920,7 @@ static void slow_listener(struct rill_promise *p, void *arg)
     sleep_ms(50);
 }
 
-Test(loop, bug_free_after_termination_future_of_a_loop_run_on_a_user_thread)
+Test(loop, free_after_termination_future_of_a_loop_run_on_a_user_thread)
 {
     struct rill_loop *loop = new_loop("user-free", false);
     cr_assert_eq(rill_promise_add_listener(rill_loop_termination(loop), slow_listener, NULL), 0);

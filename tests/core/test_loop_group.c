@@ -418,12 +418,9 @@ Test(loop_group, creation_fails_cleanly_when_a_later_loop_cannot_be_made)
     cr_assert_eq(c.rc, -EMFILE);
 }
 
-/* BUG(core/loop_group.c rill_loop_group_new, error path): when the FIRST
- * loop cannot be created, no loop exists to complete the group's
- * termination future (remaining drops to 0 without anyone succeeding it),
- * and the cleanup's rill_loop_group_free() waits on it forever:
- * rill_loop_group_new never returns. */
-Test(loop_group, bug_creation_fails_cleanly_when_the_first_loop_cannot_be_made)
+/* A group whose first loop cannot be made fails cleanly instead of
+ * waiting forever for a termination that cannot come. */
+Test(loop_group, creation_fails_cleanly_when_the_first_loop_cannot_be_made)
 {
     struct rlimit saved;
     limit_fds(0, &saved);
