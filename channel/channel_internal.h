@@ -204,6 +204,8 @@ struct rill_channel {
     /* Loop thread. */
     bool registered, closing, in_flush, input_shutdown, output_shutdown, shutdown_pending;
     bool unregistering, active_on_register, inactive_fired;
+    bool was_active, connect_pending, activate_queued;
+    _Atomic bool register_called;
     struct rill__outbound out;
     struct rill__recv_sizer recv;
     struct rill__attr *attrs;
@@ -214,7 +216,7 @@ struct rill_channel {
     unsigned wr_flips;   /* writability changes since the last event */
     bool wr_task_queued; /* wr_task posted */
     bool flush_task_queued;
-    struct rill_task wr_task, flush_task, close_task, shutdown_task;
+    struct rill_task wr_task, flush_task, close_task, shutdown_task, activate_task;
 
     /* Server channels: what to do with accepted children. */
     struct rill__acceptor *acceptor;

@@ -61,6 +61,9 @@ enum rill_option {
  * socket call. */
 int rill_channel_set_option(struct rill_channel *ch, enum rill_option opt, int64_t value);
 int rill_channel_get_option(struct rill_channel *ch, enum rill_option opt, int64_t *value);
+/* Thread: any. Set both write watermarks at once (setting them one by one
+ * must keep low <= high at every step). Returns 0 or -EINVAL (low > high). */
+int rill_channel_set_watermarks(struct rill_channel *ch, size_t low, size_t high);
 
 /* ---- references and identity ---- */
 
@@ -76,10 +79,17 @@ struct rill_loop *rill_channel_loop(const struct rill_channel *ch);
 struct rill_pipeline *rill_channel_pipeline(struct rill_channel *ch);
 /* Thread: any. Transport name: "tcp", "unix", "rdma", "embedded", ... */
 const char *rill_channel_transport(const struct rill_channel *ch);
-/* Thread: any (racy snapshot off the loop). */
+/* Thread: any (racy snapshot off the loop). Open until close begins;
+ * registered between registered and unregistered; active between active
+ * and close; writable while the pending bytes have not crossed the high
+ * watermark (false once closed). */
 bool rill_channel_is_open(const struct rill_channel *ch);
+bool rill_channel_is_registered(const struct rill_channel *ch);
 bool rill_channel_is_active(const struct rill_channel *ch);
 bool rill_channel_is_writable(const struct rill_channel *ch);
+/* Thread: any. The server channel that accepted this one, or NULL.
+ * Borrowed, valid while @ch is referenced. */
+struct rill_channel *rill_channel_parent(const struct rill_channel *ch);
 /* Thread: loop thread only. Bytes queued and not yet handed to the kernel. */
 size_t rill_channel_pending_bytes(const struct rill_channel *ch);
 /* Thread: any. Addresses (NULL when unknown). Borrowed, valid while referenced. */

@@ -77,12 +77,14 @@ struct rill_handler {
     void (*disconnect)(struct rill_ctx *ctx, struct rill_promise *p);
     void (*close)(struct rill_ctx *ctx, struct rill_promise *p);
     void (*read_request)(struct rill_ctx *ctx); /* Netty's read(): ask for more input */
-    void (*write)(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_promise *p); /* owns msg */
+    void (*write)(struct rill_ctx *ctx, struct rill_msg *msg,
+                  struct rill_promise *p); /* owns msg */
     void (*flush)(struct rill_ctx *ctx);
 };
 
 /* ---- building the pipeline ----
- * Names are unique per pipeline (-EEXIST). @h must outlive every pipeline
+ * Names are unique per pipeline (-EEXIST); a NULL name gets a generated
+ * one ("<handler name>#<n>"). @h must outlive every pipeline
  * it is in; @arg is borrowed and reachable through rill_ctx_arg(). Changes
  * are allowed inside callbacks of the same pipeline: an event already on its
  * way continues along the neighbours the context had, none is lost or
@@ -91,15 +93,23 @@ struct rill_handler {
  * -ENOMEM, or the error of the handler's added(). */
 int rill_pipeline_add_first(struct rill_pipeline *pl, const char *name,
                             const struct rill_handler *h, void *arg);
-int rill_pipeline_add_last(struct rill_pipeline *pl, const char *name,
-                           const struct rill_handler *h, void *arg);
+int rill_pipeline_add_last(struct rill_pipeline *pl, const char *name, const struct rill_handler *h,
+                           void *arg);
 int rill_pipeline_add_before(struct rill_pipeline *pl, const char *base, const char *name,
                              const struct rill_handler *h, void *arg);
 int rill_pipeline_add_after(struct rill_pipeline *pl, const char *base, const char *name,
                             const struct rill_handler *h, void *arg);
-/* Remove by name; -ENOENT if absent. */
+/* Remove by name; -ENOENT if absent. The handler's removed() runs before
+ * this returns; events it forwards from there still reach its old
+ * neighbours. */
 int rill_pipeline_remove(struct rill_pipeline *pl, const char *name);
-/* Replace @old with a new context (@name, @h, @arg) at the same place. */
+/* Remove @ctx itself (a handler removing itself); -ENOENT when it was
+ * removed already or is not a handler's context. */
+int rill_pipeline_remove_ctx(struct rill_ctx *ctx);
+/* Replace @old with a new context (@name, @h, @arg; a NULL @name keeps
+ * the old name) at the same place: the new handler's added() runs first,
+ * then the old one's removed(), so what the old one forwards while being
+ * removed reaches the new one. On failure @old stays in place. */
 int rill_pipeline_replace(struct rill_pipeline *pl, const char *old, const char *name,
                           const struct rill_handler *h, void *arg);
 
