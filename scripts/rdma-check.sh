@@ -50,7 +50,19 @@ trap 'rm -rf "$tmp"' EXIT
 
 say "building the RDMA guest (cache ${RXE_VM_CACHE:-/var/tmp/rxe-vm})"
 # Its log stays live on stderr; a copy gives the reason for the banner.
-if ! "$vm/build-guest.sh" 2>&1 >/dev/null | tee "$tmp/build.log" >&2; then
+build_guest() { "$vm/build-guest.sh" 2>&1 >/dev/null | tee "$tmp/build.log" >&2; }
+# Stale package lists name a kernel the archive no longer has: as root,
+# refresh them once and try again.
+guest_failed=0
+if ! build_guest; then
+  guest_failed=1
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "guest build failed; refreshing the package lists and retrying once"
+    apt-get -o DPkg::Lock::Timeout=600 update -q >&2 || true
+    RXE_VM_REBUILD=1 build_guest && guest_failed=0
+  fi
+fi
+if [ "$guest_failed" = 1 ]; then
   why=$(sed -n 's/^build-guest: error: //p' "$tmp/build.log" | head -n1)
   cannot_run "building the guest failed: ${why:-see scripts/rxe-vm/build-guest.sh output above}" 1
 fi
