@@ -376,28 +376,40 @@ static int pinned_cpu(void)
     return cpu;
 }
 
-/* Busy and steal ticks of one CPU from /proc/stat. */
-static bool cpu_ticks(int cpu, uint64_t *busy, uint64_t *steal)
+/* From /proc/stat: busy and steal ticks of one CPU, and the busy ticks of
+ * all the other CPUs together (a loaded sibling vCPU slows ours down too). */
+struct cpu_sample {
+    uint64_t busy, steal, rest_busy;
+    int rest_n;
+};
+
+static bool cpu_ticks(int cpu, struct cpu_sample *cs)
 {
-    char name[16], line[512];
+    char line[512];
     unsigned long long v[8];
+    int id, n;
     bool ok = false;
     FILE *f = fopen("/proc/stat", "re");
 
     if (!f)
         return false;
-    snprintf(name, sizeof(name), "cpu%d ", cpu);
+    *cs = (struct cpu_sample){ 0 };
     while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, name, strlen(name)) != 0)
+        /* cpuN user nice system idle iowait irq softirq steal ... ("cpu " is the sum) */
+        if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9')
             continue;
-        /* user nice system idle iowait irq softirq steal */
-        if (sscanf(line + strlen(name), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
-                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-            *busy = v[0] + v[1] + v[2] + v[5] + v[6];
-            *steal = v[7];
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu%n", &id, &v[0], &v[1],
+                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &n) != 9)
+            continue;
+        uint64_t busy = v[0] + v[1] + v[2] + v[5] + v[6];
+        if (id == cpu) {
+            cs->busy = busy;
+            cs->steal = v[7];
             ok = true;
+        } else {
+            cs->rest_busy += busy;
+            cs->rest_n++;
         }
-        break;
     }
     fclose(f);
     return ok;
@@ -618,7 +630,7 @@ int main(int argc, char **argv)
     struct epoll_event evs[MAX_EVENTS];
     uint64_t t_begin, t_measure = 0, t_end, deadline;
     uint64_t srv0 = 0, srv1 = 0, cli0 = 0, cli1, mc0 = 0, mc1 = 0;
-    uint64_t busy0 = 0, busy1 = 0, steal0 = 0, steal1 = 0;
+    struct cpu_sample cs0 = { 0 }, cs1 = { 0 };
     bool srv_ok = false, mc_ok = false, cpu_ok = false;
     int cpu = pinned_cpu();
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -678,7 +690,7 @@ int main(int argc, char **argv)
                 mc_ok = true;
             }
             if (cpu >= 0)
-                cpu_ok = cpu_ticks(cpu, &busy0, &steal0);
+                cpu_ok = cpu_ticks(cpu, &cs0);
             cli0 = self_cpu_ns();
             continue;
         }
@@ -709,7 +721,7 @@ int main(int argc, char **argv)
         if (mc_ok)
             mc1 = mc_allocs(g.mc);
         if (cpu_ok)
-            cpu_ok = cpu_ticks(cpu, &busy1, &steal1);
+            cpu_ok = cpu_ticks(cpu, &cs1);
     } else {
         cli1 = cli0 = self_cpu_ns();
         t_measure = t_end;
@@ -730,10 +742,14 @@ int main(int argc, char **argv)
     double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
     double srv_us = (double)(srv1 - srv0) * tick_us;
     bool per_req = g.requests > 0;
-    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32];
     /* What else ran on our CPU: its busy time minus the server's and ours.
      * Ticks are sampled, so a few percent either way is noise. */
-    double busy_us = (double)(busy1 - busy0) * tick_us;
+    double busy_us = (double)(cs1.busy - cs0.busy) * tick_us;
+    double steal_pct = (double)(cs1.steal - cs0.steal) * tick_us / 1e4 / secs;
+    double rest_pct =
+        cs1.rest_n ? (double)(cs1.rest_busy - cs0.rest_busy) * tick_us / 1e4 / secs / cs1.rest_n
+                   : 0;
     double others_us = busy_us - (double)(cli1 - cli0) / 1e3 - (srv_ok ? srv_us : 0);
     if (others_us < 0)
         others_us = 0;
@@ -741,7 +757,7 @@ int main(int argc, char **argv)
     printf("result label=%s mode=%s conns=%d depth=%d size=%zu seconds=%.3f requests=%llu "
            "req_s=%.0f mb_s=%.2f p50_us=%.2f p99_us=%.2f p999_us=%.2f max_us=%.2f mean_us=%.2f "
            "errors=%llu failed_conns=%llu srv_cpu_us_req=%s srv_cpu_pct=%s cli_cpu_us_req=%s "
-           "srv_allocs_req=%s cpu=%d others_pct=%s steal_pct=%s\n",
+           "srv_allocs_req=%s cpu=%d others_pct=%s steal_pct=%s other_cpus_pct=%s\n",
            g.label, g.mode == MODE_RAW ? "raw" : "framed", g.conns, g.depth, g.size, secs,
            (unsigned long long)g.requests, rps, mbs, p50, p99, p999, max, mean,
            (unsigned long long)g.errors_total, (unsigned long long)g.failed,
@@ -750,8 +766,8 @@ int main(int argc, char **argv)
            fmt_or_na(b3, sizeof(b3), per_req, (double)(cli1 - cli0) / 1e3 / (double)g.requests, 3),
            fmt_or_na(b4, sizeof(b4), mc_ok && per_req, (double)(mc1 - mc0) / (double)g.requests, 4),
            cpu, fmt_or_na(b5, sizeof(b5), cpu_ok && srv_ok && secs > 0, others_us / 1e4 / secs, 1),
-           fmt_or_na(b6, sizeof(b6), cpu_ok && secs > 0,
-                     (double)(steal1 - steal0) * tick_us / 1e4 / secs, 1));
+           fmt_or_na(b6, sizeof(b6), cpu_ok && secs > 0, steal_pct, 1),
+           fmt_or_na(b7, sizeof(b7), cpu_ok && secs > 0, rest_pct, 1));
     fflush(stdout);
     if (!g.quiet) {
         fprintf(stderr,
@@ -772,8 +788,9 @@ int main(int argc, char **argv)
                     (double)(cli1 - cli0) / 1e3 / (double)g.requests);
         if (cpu_ok && srv_ok)
             fprintf(stderr,
-                    "  cpu%d: %.1f %% taken by other processes, %.1f %% stolen by the host\n", cpu,
-                    others_us / 1e4 / secs, (double)(steal1 - steal0) * tick_us / 1e4 / secs);
+                    "  cpu%d: %.1f %% taken by other processes, %.1f %% stolen by the host; "
+                    "the other CPUs %.1f %% busy\n",
+                    cpu, others_us / 1e4 / secs, steal_pct, rest_pct);
         if (mc_ok && per_req)
             fprintf(stderr, "  server allocations %.4f per request (%llu in the run)\n",
                     (double)(mc1 - mc0) / (double)g.requests, (unsigned long long)(mc1 - mc0));
