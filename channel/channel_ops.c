@@ -149,3 +149,17 @@ void rill_channel_read(struct rill_channel *ch)
 {
     dispatch(ch, OP_READ, 0, NULL, NULL);
 }
+
+void rill_channel_bind(struct rill_channel *ch, const struct rill_addr *local,
+                       struct rill_promise *p)
+{
+    rill__assert_loop_or_idle(ch->loop);
+    rill_ctx_bind(ch->pipeline->tail, local, p);
+}
+
+void rill_channel_connect(struct rill_channel *ch, const struct rill_addr *remote,
+                          const struct rill_addr *local, struct rill_promise *p)
+{
+    rill__assert_loop_or_idle(ch->loop);
+    rill_ctx_connect(ch->pipeline->tail, remote, local, p);
+}

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "channel/channel_internal.h"
-#include "core/loop_internal.h"
 #include "rill/log.h"
 #include "rill/loop.h"
 #include "rill/msg.h"
@@ -183,19 +182,9 @@ void rill__pipeline_free(struct rill_pipeline *pl)
 
 /* ---- building ---- */
 
-/* Loop thread only; a loop that no thread runs (the embedded channel's
- * between calls, one not started yet) may be driven by any one thread, as
- * rill_loop_run_once allows. */
 static void assert_loop(struct rill_pipeline *pl)
 {
-#if RILL_DEBUG
-    struct rill_loop *loop = pl->ch->loop;
-    if (!rill_loop_in_thread(loop) && atomic_load(&loop->in_run))
-        RILL_PANIC("pipeline of channel %llu changed off its loop's thread (loop %s)",
-                   (unsigned long long)pl->ch->id, rill_loop_name(loop));
-#else
-    (void)pl;
-#endif
+    rill__assert_loop_or_idle(pl->ch->loop);
 }
 
 /* Insert a new context after @pos and run its added(); undone on failure. */

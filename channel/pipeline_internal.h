@@ -7,7 +7,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/loop_internal.h"
+#include "rill/log.h"
 #include "rill/pipeline.h"
+
+/* Debug check for loop-thread-only calls that also admits a thread
+ * driving a loop nobody runs (the embedded channel's between calls, or a
+ * loop not started yet), as rill_loop_run_once allows. */
+static inline void rill__assert_loop_or_idle(struct rill_loop *loop)
+{
+#if RILL_DEBUG
+    if (!rill_loop_in_thread(loop) && atomic_load(&loop->in_run))
+        RILL_PANIC("loop-thread-only channel call made from another thread (loop %s)",
+                   rill_loop_name(loop));
+#else
+    (void)loop;
+#endif
+}
 
 /* One bit per callback slot: a context's mask says which slots it has, so
  * a walk skips contexts without calling them (Netty's executionMask). */

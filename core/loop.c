@@ -134,9 +134,10 @@ bool rill_loop_is_terminated(const struct rill_loop *loop)
 uint64_t rill_loop_pending_tasks(const struct rill_loop *loop)
 {
     struct rill_loop *l = (struct rill_loop *)loop;
-    uint64_t p = atomic_load_explicit(&l->posted, memory_order_relaxed);
-    uint64_t r = atomic_load_explicit(&l->ran, memory_order_relaxed);
-    return p > r ? p - r : 0;
+    uint64_t gate = atomic_load_explicit(&l->submit_gate, memory_order_relaxed);
+    uint32_t posted = (uint32_t)(gate >> 32); /* both count modulo 2^32 */
+    uint32_t ran = (uint32_t)atomic_load_explicit(&l->ran, memory_order_relaxed);
+    return (uint32_t)(posted - ran);
 }
 
 /* ---- tasks ---- */
@@ -151,12 +152,11 @@ static void wake(struct rill_loop *loop)
 
 int rill__loop_post(struct rill_loop *loop, struct rill_task *t)
 {
-    uint64_t gate = atomic_fetch_add(&loop->submit_gate, 1);
+    uint64_t gate = atomic_fetch_add(&loop->submit_gate, LOOP_GATE_POSTED + 1);
     if (RILL_UNLIKELY(gate & LOOP_GATE_CLOSED)) {
-        atomic_fetch_sub(&loop->submit_gate, 1);
+        atomic_fetch_sub(&loop->submit_gate, LOOP_GATE_POSTED + 1);
         return RILL_EREJECTED;
     }
-    atomic_fetch_add_explicit(&loop->posted, 1, memory_order_relaxed);
     rill__tsan_release(t);
     cds_wfcq_enqueue(&loop->qhead, &loop->qtail, &t->_node);
     if (tls_loop != loop && atomic_load(&loop->wake_armed) && atomic_exchange(&loop->wake_armed, 0))
@@ -398,7 +398,7 @@ static void terminate(struct rill_loop *loop)
     /* Close the gate, wait for posters already past it, then drain: no
      * task can be enqueued after the last drain. */
     atomic_fetch_or(&loop->submit_gate, LOOP_GATE_CLOSED);
-    while ((atomic_load(&loop->submit_gate) & ~LOOP_GATE_CLOSED) != 0)
+    while ((atomic_load(&loop->submit_gate) & LOOP_GATE_INFLIGHT) != 0)
         sched_yield();
     while (run_tasks(loop) > 0)
         ;

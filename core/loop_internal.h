@@ -45,10 +45,14 @@ struct rill_timer_heap {
     uint64_t seq;
 };
 
-/* High bit of submit_gate: the loop has terminated. Low bits: posters
- * between their check and their enqueue; termination waits for them to
- * drain so no task is enqueued after the final drain. */
-#define LOOP_GATE_CLOSED (1ull << 63)
+/* submit_gate, one word so a post costs two atomic adds on one line:
+ *   bits 32-63  tasks posted so far (wraps off the top harmlessly)
+ *   bit 31      the loop has terminated: posts are refused
+ *   bits 0-30   posters between their check and their enqueue; termination
+ *               waits for them so no task is enqueued after the final drain */
+#define LOOP_GATE_POSTED   (1ull << 32)
+#define LOOP_GATE_CLOSED   (1ull << 31)
+#define LOOP_GATE_INFLIGHT (LOOP_GATE_CLOSED - 1)
 
 struct rill_loop {
     /* Written by posting threads. */
@@ -56,7 +60,7 @@ struct rill_loop {
     struct cds_wfcq_tail qtail;
     _Atomic uint64_t submit_gate;
     _Atomic int wake_armed; /* 1 while the loop sleeps or is about to */
-    _Atomic uint64_t posted, ran;
+    _Atomic uint64_t ran;
 
     /* Loop thread. */
     int epfd, evfd;

@@ -98,6 +98,21 @@ const struct rill_addr *rill_channel_remote_addr(const struct rill_channel *ch);
 
 /* ---- operations (start at the tail of the pipeline) ---- */
 
+/* Promises: @p may be NULL everywhere; the caller keeps its reference
+ * (rill takes its own while the operation is under way). */
+
+/* Thread: loop thread only (bootstraps call these from the channel's
+ * loop). Bind to @local / connect to @remote (from @local when not NULL),
+ * through the pipeline. The addresses are borrowed for the call. @p
+ * completes when bound / connected, or fails: RILL_ECLOSED, -EISCONN,
+ * -EALREADY (a connect is pending), -EOPNOTSUPP, -ETIMEDOUT (after
+ * RILL_OPT_CONNECT_TIMEOUT_MS), or the transport's -errno. A failed
+ * connect closes the channel. */
+void rill_channel_bind(struct rill_channel *ch, const struct rill_addr *local,
+                       struct rill_promise *p);
+void rill_channel_connect(struct rill_channel *ch, const struct rill_addr *remote,
+                          const struct rill_addr *local, struct rill_promise *p);
+
 /* Thread: any. Takes ownership of @msg on every path; @p may be NULL. */
 void rill_channel_write(struct rill_channel *ch, struct rill_msg *msg, struct rill_promise *p);
 void rill_channel_flush(struct rill_channel *ch);
