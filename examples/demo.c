@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rill/alloc.h"
 #include "rill/buf.h"
@@ -116,6 +117,7 @@ int main(void)
         rill_promise_release(jobs[i].done);
     }
     printf("demo: %d/%d jobs completed\n", ok, NJOBS);
+    usleep(30 * 1000); /* let the 5 ms timer tick a few times */
 
     struct rill_promise *term =
         rill_loop_group_shutdown(workers, 20 * RILL_NS_PER_MS, 2 * RILL_NS_PER_S);
