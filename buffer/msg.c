@@ -41,7 +41,14 @@ bool rill_msg_release_n(struct rill_msg *m, unsigned n)
 {
     if (RILL_UNLIKELY(m->_leak != NULL))
         rill__leak_touch(m, "release", NULL, 0, __builtin_return_address(0));
-    unsigned old = atomic_fetch_sub_explicit(&m->_refcnt, n, memory_order_release);
+    /* Sole owner: nobody else can retain concurrently (that would need a
+     * reference), so skip the locked decrement, as the kernel's skb_unref
+     * does for users == 1. */
+    unsigned old = atomic_load_explicit(&m->_refcnt, memory_order_acquire);
+    if (old == n)
+        atomic_store_explicit(&m->_refcnt, 0, memory_order_relaxed);
+    else
+        old = atomic_fetch_sub_explicit(&m->_refcnt, n, memory_order_release);
 #if RILL_DEBUG
     if (RILL_UNLIKELY(old < n))
         RILL_PANIC("double release: message %p (type %u) released %u time(s) with count %u",
