@@ -122,7 +122,9 @@ struct rill_transport_ops {
     /* Close the connection now and release the fd / QP; stop every
      * watcher and abort a connect in progress. Synchronous, called exactly
      * once (also for a channel that was never registered or never
-     * connected). Must not call back into the channel core. */
+     * connected). Must not call back into the channel core. For a channel
+     * dropped before it was registered it runs at destroy, on the thread
+     * that dropped the last reference. */
     void (*close)(struct rill_channel *ch);
 
     /* Free the transport's memory (the embedding struct) at the last
@@ -198,7 +200,7 @@ struct rill_channel {
     _Atomic unsigned state; /* RILL__CH_* bits: snapshots for other threads */
     struct rill_pipeline *pipeline;
     _Atomic int64_t opt[RILL_OPT__COUNT];
-    int close_reason;
+    _Atomic int close_reason; /* read by rill_channel_close_reason on any thread */
     struct rill_promise *close_future;
 
     /* Loop thread. */

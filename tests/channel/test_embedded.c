@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rill/channel.h"
@@ -87,6 +88,37 @@ Test(embedded, write_without_flush_waits_for_flush)
     size_t left;
     rill_embedded_finish(e, &left);
     cr_assert_eq(left, 1);
+    rill_embedded_free(e);
+}
+
+/* Messages of any type pass both ways (decoded messages, file regions). */
+struct note {
+    struct rill_msg msg;
+    int value;
+};
+static void note_destroy(struct rill_msg *m)
+{
+    free(m);
+}
+static struct rill_msg *note(int value)
+{
+    struct note *n = calloc(1, sizeof(*n));
+    rill_msg_init(&n->msg, RILL_MSG_USER + 1, note_destroy);
+    n->value = value;
+    return &n->msg;
+}
+
+Test(embedded, messages_that_are_not_buffers)
+{
+    struct rill_embedded *e = emb(NULL, 0);
+    cr_assert_eq(rill_embedded_write_inbound(e, note(1)), 1);
+    cr_assert_eq(rill_embedded_write_outbound(e, note(2)), 1);
+    cr_assert_eq(rill_channel_pending_bytes(rill_embedded_channel(e)), 0);
+    struct rill_msg *in = rill_embedded_read_inbound(e), *out = rill_embedded_read_outbound(e);
+    cr_assert_eq(((struct note *)in)->value, 1);
+    cr_assert_eq(((struct note *)out)->value, 2);
+    rill_msg_release(in);
+    rill_msg_release(out);
     rill_embedded_free(e);
 }
 
