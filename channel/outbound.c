@@ -151,9 +151,22 @@ void rill__outbound_add(struct rill_channel *ch, struct rill_msg *msg, struct ri
 void rill__outbound_flush(struct rill_channel *ch)
 {
     struct rill__outbound *q = &ch->out;
-    for (struct rill__out_entry *e = q->unflushed; e; e = e->next)
+    bool dropped = false;
+    for (struct rill__out_entry *e = q->unflushed; e; e = e->next) {
+        if (e->promise && rill_promise_is_cancelled(e->promise)) {
+            /* Cancelled before the flush: never sent (Netty). The entry
+             * stays, empty, and goes when the queue reaches it. */
+            q->pending -= e->bytes - e->written;
+            e->bytes = e->written;
+            rill_msg_release(e->msg);
+            e->msg = NULL;
+            dropped = true;
+        }
         q->flushed_bytes += e->bytes - e->written;
+    }
     q->unflushed = NULL;
+    if (dropped)
+        check_low(ch);
     rill__channel_flush_now(ch);
 }
 
@@ -209,6 +222,8 @@ int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size
     size_t total = 0;
     for (struct rill__out_entry *e = ch->out.head; e && e != ch->out.unflushed && n < max;
          e = e->next) {
+        if (!e->msg) /* cancelled */
+            continue;
         struct rill_buf *b = rill_buf_from_msg(e->msg);
         if (!b)
             break;
@@ -233,11 +248,24 @@ int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size
     return n;
 }
 
+static struct rill__out_entry *pop_head(struct rill_channel *ch, bool flushed);
+static void finish_entry(struct rill__out_entry *e, int err);
+
 struct rill_msg *rill__outbound_current(struct rill_channel *ch, size_t *written)
 {
-    struct rill__out_entry *e = ch->out.head;
-    if (!e || e == ch->out.unflushed)
+    struct rill__out_entry *e;
+    /* Cancelled entries are empty: drop them here so the transport only
+     * ever sees a message. Their promises completed already. */
+    bool popped = false;
+    while ((e = ch->out.head) && e != ch->out.unflushed && !e->msg) {
+        finish_entry(pop_head(ch, true), 0);
+        popped = true;
+    }
+    if (!e || e == ch->out.unflushed) {
+        if (popped)
+            rill__channel_flushed_drained(ch);
         return NULL;
+    }
     if (written)
         *written = e->written;
     return e->msg;
@@ -266,8 +294,8 @@ static void finish_entry(struct rill__out_entry *e, int err)
     struct rill_msg *msg = e->msg;
     struct rill_promise *p = e->promise;
     rill_free(e, sizeof(*e));
-    rill_msg_release(msg);
-    complete(p, err); /* listeners may write, flush or close: nothing is held */
+    rill_msg_release_safe(msg); /* NULL: cancelled, released at the flush */
+    complete(p, err);           /* listeners may write, flush or close: nothing is held */
 }
 
 void rill__outbound_advance(struct rill_channel *ch, size_t n)

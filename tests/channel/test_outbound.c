@@ -425,3 +425,34 @@ Test(outbound, plain_close_fails_writes_with_eclosed)
     rill_promise_release(p);
     stop();
 }
+
+Test(outbound, writes_cancelled_before_the_flush_are_dropped)
+{
+    start();
+    struct rill_promise *p[3] = { promise(), promise(), promise() };
+    rill_channel_write(ch, tt_msg("keep1"), p[0]);
+    rill_channel_write(ch, tt_msg("drop"), p[1]);
+    rill_channel_write(ch, tt_msg("keep2"), p[2]);
+    cr_assert_eq(rill_promise_cancel(p[1]), 0);
+    cr_assert_eq(rill_channel_pending_bytes(ch), 14);
+    rill_channel_flush(ch);
+    cr_assert_eq(rill_channel_pending_bytes(ch), 10);
+    cr_assert_eq(rill__outbound_flushed_bytes(ch), 10);
+    struct iovec iov[4];
+    size_t bytes;
+    char s[32];
+    cr_assert_eq(rill__outbound_iov(ch, iov, 4, &bytes), 2);
+    cr_assert_str_eq(iov_str(iov, 2, s, sizeof(s)), "keep1keep2");
+    rill__outbound_advance(ch, 5);
+    size_t written;
+    cr_assert(tt_msg_is(rill__outbound_current(ch, &written), "keep2"),
+              "the cancelled entry is skipped");
+    rill__outbound_advance(ch, 5);
+    cr_assert_eq(rill_promise_result(p[0], NULL), 0);
+    cr_assert_eq(rill_promise_result(p[1], NULL), -ECANCELED);
+    cr_assert_eq(rill_promise_result(p[2], NULL), 0);
+    cr_assert_not(rill__outbound_has_flushed(ch));
+    for (int i = 0; i < 3; i++)
+        rill_promise_release(p[i]);
+    stop();
+}
