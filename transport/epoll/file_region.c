@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -156,8 +159,13 @@ static int64_t transfer_copy(struct rill_file_region *r, int out_fd, uint64_t ma
         avail = (size_t)max;
     ssize_t w;
     do
-        w = write(out_fd, r->stage + r->stage_pos, avail);
+        w = send(out_fd, r->stage + r->stage_pos, avail, MSG_NOSIGNAL);
     while (w < 0 && errno == EINTR);
+    if (w < 0 && errno == ENOTSOCK) {
+        do
+            w = write(out_fd, r->stage + r->stage_pos, avail);
+        while (w < 0 && errno == EINTR);
+    }
     if (w < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     r->stage_pos += (size_t)w;
@@ -170,6 +178,34 @@ static int64_t transfer_copy(struct rill_file_region *r, int out_fd, uint64_t ma
         }
     }
     return w;
+}
+
+/* sendfile has no MSG_NOSIGNAL: block SIGPIPE on this thread around the
+ * call and take back the signal a dead peer raised, so the caller sees
+ * EPIPE and the process no signal (what send(MSG_NOSIGNAL) does). */
+static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *off, size_t count)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    bool was_blocked = sigismember(&old, SIGPIPE);
+    sigset_t pending;
+    bool was_pending = was_blocked && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t n;
+    do
+        n = sendfile(out_fd, in_fd, off, count);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    if (!was_blocked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
 }
 
 int64_t rill_file_region_transfer(struct rill_file_region *r, int out_fd, uint64_t max)
@@ -187,10 +223,7 @@ int64_t rill_file_region_transfer(struct rill_file_region *r, int out_fd, uint64
     if (left > SENDFILE_MAX)
         left = SENDFILE_MAX;
     off_t off = (off_t)(r->offset + r->transferred);
-    ssize_t n;
-    do
-        n = sendfile(out_fd, r->fd, &off, (size_t)left);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = sendfile_nosigpipe(out_fd, r->fd, &off, (size_t)left);
     if (n > 0) {
         r->transferred += (uint64_t)n;
         return n;
