@@ -337,8 +337,10 @@ void rill__channel_register(struct rill_channel *ch, rill__channel_init_fn *init
         free(rt);
     }
     /* No task (no memory, or the loop has terminated): the channel can
-     * never run; nothing else can touch it, so close it here. */
-    complete_p(p, rt ? RILL_EREJECTED : -ENOMEM);
+     * never run there; nothing else touches it yet, so close it here. */
+    int err = rt ? RILL_EREJECTED : -ENOMEM;
+    complete_p(p, err);
+    rill__channel_close_p(ch, err, NULL);
     rill_channel_release(ch);
 }
 

@@ -6,8 +6,10 @@
 #include "channel/channel_priv.h"
 
 #include <errno.h>
+#include <sched.h>
 
 #include "channel/pipeline_internal.h"
+#include "core/loop_internal.h"
 #include "rill/alloc.h"
 #include "rill/error.h"
 #include "rill/future.h"
@@ -85,6 +87,24 @@ static void refuse(struct rill_channel *ch, enum op op, struct rill_msg *msg,
         rill_promise_fail(p, err);
 }
 
+/* Become the thread of a loop that has terminated. Its thread may still be
+ * on its way out of rill_loop_run (termination is announced just before),
+ * so wait a little for it. */
+static bool enter_terminated(struct rill_loop *loop, struct rill_loop **saved)
+{
+    if (!rill_loop_is_terminated(loop))
+        return false;
+    for (int i = 0; i < 100000; i++) {
+        int r = rill__loop_enter(loop, saved);
+        if (r == 0)
+            return true;
+        if (r != RILL_ENOTLOOP)
+            return false;
+        sched_yield();
+    }
+    return false;
+}
+
 static void dispatch(struct rill_channel *ch, enum op op, int reason, struct rill_msg *msg,
                      struct rill_promise *p)
 {
@@ -106,6 +126,18 @@ static void dispatch(struct rill_channel *ch, enum op op, int reason, struct ril
         rill_msg_touch(msg, "write from another thread");
     rill_task_init(&t->task, op_task_run, t);
     if (rill_loop_post(ch->loop, &t->task) != 0) {
+        struct rill_loop *saved;
+        if (op == OP_CLOSE && enter_terminated(ch->loop, &saved)) {
+            /* A channel left open when its loop ended: nothing runs there
+             * any more, so act as the loop's thread and close it here (the
+             * alternative is an fd and a reference that never go). */
+            run_op(ch, op, reason, NULL, p);
+            rill__loop_leave(ch->loop, saved);
+            rill_promise_release(p);
+            rill_free(t, sizeof(*t));
+            rill_channel_release(ch);
+            return;
+        }
         refuse(ch, op, msg, p, RILL_ECLOSED);
         if (p)
             rill_promise_release(p);

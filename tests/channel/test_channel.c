@@ -47,6 +47,9 @@ static void log_closed(struct rill_promise *p, void *arg)
     tt_log("close-future");
 }
 
+static struct rill_loop *started_loop(void);
+static void stop_loop_keep(struct rill_loop *l);
+
 /* A manual loop driven by the test thread, and a tt channel on it. */
 static struct rill_loop *loop;
 
@@ -195,6 +198,47 @@ Test(channel, failed_registration_closes_without_events)
     rill_loop_free(loop);
 }
 
+Test(channel, registering_on_a_terminated_loop_fails)
+{
+    struct rill_loop *l = started_loop();
+    stop_loop_keep(l);
+    struct tt *t = tt_new(l);
+    struct rill_promise *p = promise(NULL);
+    rill__channel_register(&t->base, init_rec, NULL, p);
+    cr_assert_eq(rill_promise_result(p, NULL), RILL_EREJECTED);
+    cr_assert_not(rill_channel_is_open(&t->base));
+    cr_assert_eq(rill_channel_close_reason(&t->base), RILL_EREJECTED);
+    cr_assert(rill_promise_is_done(rill_channel_close_future(&t->base)));
+    cr_assert_eq(t->closes, 1);
+    rill_promise_release(p);
+    rill_channel_release(&t->base);
+    rill_loop_free(l);
+}
+
+Test(channel, closing_after_the_loop_ended_still_cleans_up)
+{
+    tt_trace_reset();
+    struct rill_loop *l = started_loop();
+    struct tt *t = tt_new(l);
+    int destroyed = 0;
+    t->destroyed = &destroyed;
+    rill__channel_mark_active(&t->base);
+    struct rill_promise *reg = promise(NULL), *closed = promise(NULL);
+    rill__channel_register(&t->base, init_rec, NULL, reg);
+    cr_assert_eq(rill_promise_wait(reg, WAIT_NS), 0);
+    stop_loop_keep(l); /* the channel is still open and registered */
+    cr_assert(rill_channel_is_open(&t->base));
+    rill_channel_close(&t->base, closed);
+    cr_assert_eq(rill_promise_result(closed, NULL), 0);
+    cr_assert_str_eq(tt_trace,
+                     "R:added R:registered R:active R:close R:inactive R:unregistered R:removed");
+    rill_channel_release(&t->base);
+    cr_assert_eq(destroyed, 1, "the loop's reference went too");
+    rill_promise_release(reg);
+    rill_promise_release(closed);
+    rill_loop_free(l);
+}
+
 Test(channel, dropping_an_unregistered_channel_closes_the_transport)
 {
     loop = tt_manual_loop();
@@ -285,10 +329,15 @@ static struct rill_loop *started_loop(void)
     return l;
 }
 
-static void stop_loop(struct rill_loop *l)
+static void stop_loop_keep(struct rill_loop *l)
 {
     rill_loop_shutdown(l, 0, WAIT_NS);
     cr_assert_eq(rill_promise_wait(rill_loop_termination(l), WAIT_NS), 0);
+}
+
+static void stop_loop(struct rill_loop *l)
+{
+    stop_loop_keep(l);
     rill_loop_free(l);
 }
 
