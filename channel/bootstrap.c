@@ -229,11 +229,15 @@ static void bind_settled(struct rill_server *s, int err)
     }
     if (atomic_fetch_sub(&s->bound_left, 1) != 1)
         return;
+    /* Hold a reference while completing: a waiter may free the server
+     * (and its reference) as soon as the state changes. */
+    struct rill_promise *bound = rill_promise_retain(s->bound);
     err = atomic_load(&s->bound_err);
     if (err)
-        rill_promise_fail(s->bound, err);
+        rill_promise_fail(bound, err);
     else
-        rill_promise_succeed(s->bound, NULL, NULL);
+        rill_promise_succeed(bound, NULL, NULL);
+    rill_promise_release(bound);
 }
 
 static void bind_done(struct rill_promise *p, void *arg)
@@ -418,8 +422,12 @@ static void close_step(struct rill_promise *p, void *arg)
 {
     struct rill_server *s = arg;
     (void)p;
-    if (atomic_fetch_sub(&s->close_left, 1) == 1)
-        rill_promise_succeed(s->closed, NULL, NULL); /* touches nothing of s after this */
+    if (atomic_fetch_sub(&s->close_left, 1) != 1)
+        return;
+    /* As in bind_settled: the waiter may free s at once. */
+    struct rill_promise *closed = rill_promise_retain(s->closed);
+    rill_promise_succeed(closed, NULL, NULL);
+    rill_promise_release(closed);
 }
 
 struct rill_promise *rill_server_close(struct rill_server *s, bool close_children)
