@@ -8,7 +8,11 @@
  * pointer past a callback, or hands it to another thread, takes a reference.
  *
  * Lifecycle events, in order and exactly once each: registered, active,
- * (reads), inactive, unregistered.
+ * (reads), inactive, unregistered. Closing marks the channel closed, closes
+ * the transport and fails queued writes at once; inactive, the close future
+ * and unregistered then follow from a task on the loop, never inside the
+ * callback that closed. After unregistered the handlers are removed (tail
+ * first). A channel that never became active gets no inactive.
  *
  * Writes: write() appends to the outbound queue, flush() hands what is
  * queued to the transport; a write's promise completes when its bytes are
@@ -118,26 +122,37 @@ void rill_channel_write(struct rill_channel *ch, struct rill_msg *msg, struct ri
 void rill_channel_flush(struct rill_channel *ch);
 void rill_channel_write_and_flush(struct rill_channel *ch, struct rill_msg *msg,
                                   struct rill_promise *p);
-/* Thread: any. Close; @p completes once the channel is closed. Idempotent:
- * later calls complete their promise when the first close finishes. */
+/* Thread: any. Close, through the pipeline from the tail; @p completes
+ * with the close future (after inactive). Queued writes fail with
+ * RILL_ECLOSED, their messages are released; later writes fail at once.
+ * Idempotent: later calls complete their promise when the first close
+ * finishes. */
 void rill_channel_close(struct rill_channel *ch, struct rill_promise *p);
-/* Thread: any. Close and record why (logged; seen by rill_channel_close_reason). */
+/* Thread: any. Close and record why (@reason < 0; logged at debug level,
+ * seen by rill_channel_close_reason; queued writes fail with it). */
 void rill_channel_close_with(struct rill_channel *ch, int reason, struct rill_promise *p);
-/* Thread: any. The error that closed the channel (0 for a plain close). */
+/* Thread: any. The error that closed the channel: 0 for a plain close or
+ * the peer's EOF, the close_with reason, a transport error (-ECONNRESET),
+ * a failed connect's error, or a failed registration's. */
 int rill_channel_close_reason(const struct rill_channel *ch);
 /* Thread: any. A future completed when the channel has closed (borrowed,
  * valid while the channel is referenced). */
 struct rill_promise *rill_channel_close_future(struct rill_channel *ch);
-/* Thread: any. Shut down the output side (half-close); queued flushed data
- * is sent first. @p completes when done. */
+/* Thread: any. Shut down the output side (half-close): flushed data is
+ * sent first, writes not yet flushed fail with -EPIPE, and so do later
+ * ones. @p completes when the output is shut (-EALREADY for a second call);
+ * then the user event RILL_EVENT_OUTPUT_SHUTDOWN fires. */
 void rill_channel_shutdown_output(struct rill_channel *ch, struct rill_promise *p);
-/* Thread: any. Request a read when auto-read is off (Netty's read()). */
+/* Thread: any. Request a read when auto-read is off (Netty's read()): it
+ * travels from the tail through the handlers' read_request slots. */
 void rill_channel_read(struct rill_channel *ch);
 
 /* ---- attributes (typed keys) ----
  * A key is a static object; its address is the identity. @free (may be
  * NULL) runs on the value when it is replaced, removed, or the channel is
- * destroyed. Thread: loop thread only. */
+ * destroyed (on the thread that drops the last reference). Thread: loop
+ * thread only. set returns 0, -EINVAL (NULL key) or -ENOMEM (the caller
+ * then still owns @value). */
 struct rill_attr_key {
     const char *name;
     void (*free)(void *value);

@@ -14,8 +14,13 @@
  * on every path. A message that reaches the tail is released (debug log);
  * an exception that reaches the tail is logged with the channel id.
  *
+ * Changes while events run: see "building the pipeline" below; a context
+ * removed inside a callback stays valid until that callback returns.
+ *
  * Thread: every function here is loop thread only (the channel's loop),
- * unless it says otherwise. Callbacks run on that thread. */
+ * unless it says otherwise; a loop that no thread runs (the embedded
+ * channel's, between its calls) may be driven by any one thread. Callbacks
+ * run on the loop's thread. */
 #ifndef RILL_PIPELINE_H
 #define RILL_PIPELINE_H
 
@@ -120,7 +125,9 @@ struct rill_ctx *rill_pipeline_get(struct rill_pipeline *pl, const char *name);
 int rill_pipeline_names(struct rill_pipeline *pl, const char **names, int max);
 struct rill_channel *rill_pipeline_channel(struct rill_pipeline *pl);
 
-/* Fire an inbound event from the head (what transports do). */
+/* Fire an inbound event from the head, as if the transport had (tests,
+ * handlers that re-inject). read takes ownership of @msg. Transports use
+ * the channel core's entry points instead, which also drive auto-read. */
 void rill_pipeline_fire_read(struct rill_pipeline *pl, struct rill_msg *msg);
 void rill_pipeline_fire_read_complete(struct rill_pipeline *pl);
 void rill_pipeline_fire_user_event(struct rill_pipeline *pl, const struct rill_event *ev);
