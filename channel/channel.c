@@ -120,6 +120,7 @@ int rill__channel_init(struct rill_channel *ch, const struct rill_transport_ops 
     atomic_init(&ch->refcnt, 1);
     atomic_init(&ch->state, RILL__CH_OPEN | RILL__CH_WRITABLE);
     atomic_init(&ch->register_called, false);
+    rill_list_init(&ch->shutdown_hook.link);
     rill__channel_opts_init(ch);
     int err = rill_promise_new(loop, &ch->close_future);
     if (err)
@@ -274,6 +275,13 @@ static void complete_p(struct rill_promise *p, int err)
         rill_promise_succeed(p, NULL, NULL);
 }
 
+static void close_on_shutdown(struct rill__loop_hook *h)
+{
+    struct rill_channel *ch = rill_container_of(h, struct rill_channel, shutdown_hook);
+    if (!ch->closing)
+        rill__channel_close_p(ch, 0, NULL);
+}
+
 static void register_now(struct rill_channel *ch, rill__channel_init_fn *init, void *arg,
                          struct rill_promise *p)
 {
@@ -300,6 +308,11 @@ static void register_now(struct rill_channel *ch, rill__channel_init_fn *init, v
     rill__pipeline_fire_registered(ch->pipeline);
     if (ch->active_on_register && !ch->closing)
         rill__channel_activate(ch);
+    /* A loop that shuts down closes its channels (Netty's closeAll); one
+     * registered after shutdown began is closed at once. */
+    ch->shutdown_hook.fn = close_on_shutdown;
+    if (!rill__loop_add_shutdown_hook(ch->loop, &ch->shutdown_hook) && !ch->closing)
+        rill__channel_close_p(ch, 0, NULL);
 }
 
 static void register_task(void *arg)
@@ -407,6 +420,7 @@ static void close_task(void *arg)
         rill__pipeline_fire_inactive(ch->pipeline);
     }
     rill_promise_succeed(ch->close_future, NULL, NULL);
+    rill__loop_remove_shutdown_hook(&ch->shutdown_hook);
     if (ch->ops->do_deregister)
         ch->ops->do_deregister(ch);
     ch->registered = false;

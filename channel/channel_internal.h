@@ -54,6 +54,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "core/loop_internal.h"
 #include "rill/channel.h"
 #include "rill/loop.h"
 #include "rill/pipeline.h"
@@ -202,6 +203,7 @@ struct rill_channel {
     _Atomic int64_t opt[RILL_OPT__COUNT];
     _Atomic int close_reason; /* read by rill_channel_close_reason on any thread */
     struct rill_promise *close_future;
+    struct rill__loop_hook shutdown_hook; /* closes the channel when its loop shuts down */
 
     /* Loop thread. */
     bool registered, closing, in_flush, input_shutdown, output_shutdown, shutdown_pending;

@@ -56,6 +56,7 @@ int rill_loop_new(const struct rill_loop_opts *opts, struct rill_loop **out)
     loop->manual_clock = opts->manual_clock;
     snprintf(loop->name, sizeof(loop->name), "%s", opts->name ? opts->name : "rill-loop");
     rill__timers_init(&loop->timers);
+    rill_list_init(&loop->shutdown_hooks);
     atomic_init(&loop->now, opts->manual_clock ? 0 : rill_clock_now_ns());
     atomic_init(&loop->quiet_ns, UINT64_MAX);
     loop->epfd = loop->evfd = -1;
@@ -408,6 +409,31 @@ static void terminate(struct rill_loop *loop)
     rill_promise_succeed(loop->termination, NULL, NULL);
 }
 
+static void run_shutdown_hooks(struct rill_loop *loop)
+{
+    struct rill_list *n;
+    while ((n = rill_list_pop_front(&loop->shutdown_hooks)) != NULL) {
+        struct rill__loop_hook *h = rill_container_of(n, struct rill__loop_hook, link);
+        h->fn(h);
+    }
+}
+
+bool rill__loop_add_shutdown_hook(struct rill_loop *loop, struct rill__loop_hook *h)
+{
+    RILL_ASSERT_IN_LOOP(loop);
+    if (loop->timers_cancelled) {
+        rill_list_init(&h->link);
+        return false;
+    }
+    rill_list_push_back(&loop->shutdown_hooks, &h->link);
+    return true;
+}
+
+void rill__loop_remove_shutdown_hook(struct rill__loop_hook *h)
+{
+    rill_list_remove(&h->link);
+}
+
 /* Advance the shutdown state machine after an iteration; true when done. */
 static bool check_shutdown(struct rill_loop *loop)
 {
@@ -419,6 +445,7 @@ static bool check_shutdown(struct rill_loop *loop)
          * ones are refused from then on. */
         loop->timers_cancelled = true;
         rill__timers_cancel_all(loop);
+        run_shutdown_hooks(loop);
         loop->last_task_ns = real_now;
     }
     if (shutdown_wait_ns(loop, real_now) > 0)

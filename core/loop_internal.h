@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rill/list.h"
 #include "rill/loop.h"
 #include "rill/timer.h"
 
@@ -81,8 +82,24 @@ struct rill_loop {
     bool has_thread, joined;
     int cpu;
     struct rill_promise *termination;
+    struct rill_list shutdown_hooks; /* struct rill__loop_hook */
     char name[32];
 };
+
+/* Run when the loop's graceful shutdown begins, on the loop thread (the
+ * channel core closes every channel registered on the loop this way, as
+ * Netty's closeAll does). The hook is unlinked before fn runs. */
+struct rill__loop_hook {
+    struct rill_list link;
+    void (*fn)(struct rill__loop_hook *h);
+};
+
+/* Thread: loop thread only. Add @h and return true; false when shutdown
+ * has already begun (the hook is not added: act on it yourself). Remove is
+ * harmless for a hook that already ran or was never added (add, the run
+ * and a false return all leave the node self-linked). */
+bool rill__loop_add_shutdown_hook(struct rill_loop *loop, struct rill__loop_hook *h);
+void rill__loop_remove_shutdown_hook(struct rill__loop_hook *h);
 
 /* timer.c */
 void rill__timers_init(struct rill_timer_heap *h);
