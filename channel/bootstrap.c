@@ -91,7 +91,8 @@ static struct rill_ctx *tail_of(struct rill_channel *ch)
 
 struct srv_cfg {
     _Atomic unsigned refs;
-    struct rill_loop_group *workers;
+    struct rill_loop_group *workers; /* or, when NULL: */
+    struct rill_loop *worker_loop;
     rill_channel_init_fn *child_init;
     void *child_arg;
     rill_channel_init_fn *server_init;
@@ -134,7 +135,7 @@ static const struct rill_attr_key cfg_key = { "rill.bootstrap.server", cfg_attr_
 static struct rill_loop *pick_worker(void *arg)
 {
     struct srv_cfg *c = arg;
-    return rill_loop_group_next(c->workers);
+    return c->workers ? rill_loop_group_next(c->workers) : c->worker_loop;
 }
 
 static void child_closed(struct rill_promise *p, void *arg)
@@ -277,7 +278,7 @@ static void server_free_partial(struct rill_server *s)
 int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_addr *addr,
                           struct rill_server **out)
 {
-    if (!o || !addr || !out || !o->boss || !o->child_init || o->nlisteners < 0)
+    if (!o || !addr || !out || (!o->boss && !o->boss_loop) || !o->child_init || o->nlisteners < 0)
         return -EINVAL;
     int family = rill__epoll_family(addr);
     if (family < 0)
@@ -295,7 +296,13 @@ int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_ad
         atomic_init(&c->refs, 1);
         pthread_mutex_init(&c->lock, NULL);
         rill_list_init(&c->children);
-        c->workers = o->workers ? o->workers : o->boss;
+        if (o->workers || o->worker_loop) {
+            c->workers = o->workers;
+            c->worker_loop = o->worker_loop;
+        } else {
+            c->workers = o->boss;
+            c->worker_loop = o->boss_loop;
+        }
         c->child_init = o->child_init;
         c->child_arg = o->child_arg;
         c->server_init = o->server_init;
@@ -316,7 +323,7 @@ int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_ad
     /* Make every listener now: socket, options, bind, listen. */
     struct rill__acceptor acc = { .pick_loop = pick_worker, .init = child_init, .arg = c };
     for (int i = 0; i < n && !err; i++) {
-        struct rill_loop *loop = rill_loop_group_next(o->boss);
+        struct rill_loop *loop = o->boss ? rill_loop_group_next(o->boss) : o->boss_loop;
         err = rill__epoll_server_new(loop, family, &s->listeners[i]);
         if (err)
             break;

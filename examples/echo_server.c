@@ -3,9 +3,10 @@
  *
  *   echo_server [--port N] [--mode raw|framed] [--loops N] [--trigger edge|level]
  *
- * It shows the server bootstrap (one loop group acting as boss and worker),
- * a child-init callback that installs the pipeline, and the two classic
- * echo handlers:
+ * It shows the server bootstrap (with --loops 1, the default, on one loop
+ * that runs on the main thread, like the hand-written server; with more, a
+ * loop group acting as boss and worker), a child-init callback that
+ * installs the pipeline, and the two classic echo handlers:
  *
  *   raw     write back every buffer as it arrives, flush once per read batch
  *           (read_complete): many small requests in one read cost one write
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "rill/addr.h"
@@ -33,6 +36,7 @@
 #include "rill/composite.h"
 #include "rill/error.h"
 #include "rill/future.h"
+#include "rill/loop.h"
 #include "rill/loop_group.h"
 #include "rill/pipeline.h"
 
@@ -147,6 +151,97 @@ static int child_init(struct rill_channel *ch, void *arg)
     return rill_pipeline_add_last(rill_channel_pipeline(ch), h->name, h, NULL);
 }
 
+/* ---- one loop on the main thread ---- */
+
+struct app {
+    struct rill_loop *loop;
+    struct rill_server *srv;
+    const char *mode;
+    int sfd; /* signalfd for SIGINT and SIGTERM */
+    int sig;
+    struct rill_io sig_io;
+};
+
+static void server_closed(struct rill_promise *p, void *arg)
+{
+    struct app *a = arg;
+    (void)p;
+    rill_loop_shutdown(a->loop, 0, 0); /* rill_loop_run returns once it has drained */
+}
+
+static void on_signal(struct rill_io *io, uint32_t events)
+{
+    struct app *a = io->data;
+    struct signalfd_siginfo si;
+    (void)events;
+    if (read(a->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    a->sig = (int)si.ssi_signo;
+    rill_io_stop(io);
+    /* Close the listener and every connection, then stop the loop. */
+    rill_promise_add_listener(rill_server_close(a->srv, true), server_closed, a);
+}
+
+static void watch_signals(void *arg)
+{
+    struct app *a = arg;
+    rill_io_init(&a->sig_io, a->sfd, on_signal, a);
+    rill_io_start(a->loop, &a->sig_io, EPOLLIN);
+}
+
+static void bound(struct rill_promise *p, void *arg)
+{
+    struct app *a = arg;
+    int err = rill_promise_result(p, NULL);
+    if (err) {
+        fprintf(stderr, "echo_server: %s\n", rill_strerror(err));
+        rill_loop_shutdown(a->loop, 0, 0);
+        return;
+    }
+    printf("ready port=%d mode=%s pid=%d\n", rill_addr_port(rill_server_local_addr(a->srv)),
+           a->mode, (int)getpid());
+    fflush(stdout);
+}
+
+/* With one loop the whole server runs on this thread, as a hand-written
+ * epoll server does: the loop runs here (rill_loop_run) and watches a
+ * signalfd for the exit signals. */
+static int run_on_main_thread(const struct rill_server_opts *base, const char *uri, bool framed)
+{
+    struct app a = { .mode = framed ? "framed" : "raw" };
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    a.sfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
+    struct rill_loop_opts lo;
+    rill_loop_opts_init(&lo);
+    lo.name = "echo";
+    int err = a.sfd < 0 ? -errno : rill_loop_new(&lo, &a.loop);
+    if (err) {
+        fprintf(stderr, "echo_server: %s\n", rill_strerror(err));
+        return 1;
+    }
+    struct rill_server_opts so = *base;
+    so.boss_loop = a.loop;
+    err = rill_server_bind(&so, uri, &a.srv);
+    if (err) {
+        fprintf(stderr, "echo_server: %s: %s\n", uri, rill_strerror(err));
+        rill_loop_free(a.loop);
+        return 1;
+    }
+    rill_promise_add_listener(rill_server_bound(a.srv), bound, &a);
+    rill_loop_execute(a.loop, watch_signals, &a);
+    rill_loop_run(a.loop);
+    if (a.sig)
+        fprintf(stderr, "echo_server: %s, %llu connection(s) served, exiting\n", strsignal(a.sig),
+                (unsigned long long)rill_server_accepted(a.srv));
+    rill_server_free(a.srv);
+    rill_loop_free(a.loop);
+    close(a.sfd);
+    return a.sig ? 0 : 1;
+}
+
 static void usage(const char *prog)
 {
     fprintf(stderr, "usage: %s [--port N] [--mode raw|framed] [--loops N] [--trigger edge|level]\n",
@@ -179,16 +274,27 @@ int main(int argc, char **argv)
     if (port < 0 || port > 65535 || loops < 1)
         usage(argv[0]);
 
-    /* Signals go to this thread only: block them before the loops start
-     * (their threads inherit the mask), then wait for one below. */
+    /* Signals go to this thread only: block them before any loop starts
+     * (loop threads inherit the mask); they are read with sigwait or a
+     * signalfd. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-    /* One group plays both roles: with --loops 1 everything runs on one
-     * thread, like a hand-written epoll server. */
+    struct rill_server_opts so;
+    rill_server_opts_init(&so);
+    so.child_init = child_init;
+    so.child_arg = (void *)(framed ? &framed_echo : &raw_echo);
+    rill_channel_opts_set(&so.child_opts, RILL_OPT_EDGE_TRIGGERED, edge);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+    if (loops == 1)
+        return run_on_main_thread(&so, uri, framed);
+
+    /* Several loops: a group plays both roles (boss and worker); this
+     * thread only waits for a signal. */
     struct rill_loop_group_opts go;
     rill_loop_group_opts_init(&go);
     go.nloops = loops;
@@ -200,15 +306,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct rill_server_opts so;
-    rill_server_opts_init(&so);
     so.boss = group;
     so.workers = group;
-    so.child_init = child_init;
-    so.child_arg = (void *)(framed ? &framed_echo : &raw_echo);
-    rill_channel_opts_set(&so.child_opts, RILL_OPT_EDGE_TRIGGERED, edge);
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
     struct rill_server *srv;
     err = rill_server_bind(&so, uri, &srv);
     if (!err)

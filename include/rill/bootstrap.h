@@ -95,8 +95,12 @@ int rill_channel_opts_apply(const struct rill_channel_opts *o, struct rill_chann
 /* ---- server ---- */
 
 struct rill_server_opts {
-    struct rill_loop_group *boss;     /* required: runs the listening channels */
-    struct rill_loop_group *workers;  /* runs the children; NULL: the boss group */
+    struct rill_loop_group *boss;    /* runs the listening channels (or boss_loop) */
+    struct rill_loop_group *workers; /* runs the children; NULL: worker_loop, else the boss */
+    /* Single loops instead of groups (a loop the caller runs on its own
+     * thread with rill_loop_run, say): used when the group is NULL. */
+    struct rill_loop *boss_loop;
+    struct rill_loop *worker_loop;
     rill_channel_init_fn *child_init; /* required: installs each child's pipeline */
     void *child_arg;                  /* borrowed; must outlive the server and its children */
     /* Optional: installs handlers on each listening channel (they see its
@@ -120,7 +124,7 @@ void rill_server_opts_init(struct rill_server_opts *o);
  * Create the listening sockets, bind and listen at once (so address errors
  * come back here and the real port of "port 0" is known at return), then
  * register them with the boss loops, where they start accepting. Returns
- * 0 and the server in *out, or -EINVAL (missing group or child_init, bad
+ * 0 and the server in *out, or -EINVAL (no boss group or loop, no child_init, bad
  * option), the errors of rill_addr_parse, -EAFNOSUPPORT (a scheme this
  * build cannot serve), -EADDRINUSE, -EACCES, -ENOMEM, ... */
 int rill_server_bind(const struct rill_server_opts *o, const char *uri, struct rill_server **out);

@@ -215,3 +215,41 @@ Test(server, unix_replaces_a_stale_socket_file)
     tx_group_free(g);
     tx_collector_free(c);
 }
+
+Test(server, single_loops_instead_of_groups)
+{
+    struct rill_loop_opts lo;
+    rill_loop_opts_init(&lo);
+    struct rill_loop *loop;
+    cr_assert_eq(rill_loop_new(&lo, &loop), 0);
+    cr_assert_eq(rill_loop_start(loop), 0);
+    struct rill_server_opts so;
+    rill_server_opts_init(&so);
+    so.boss_loop = loop;
+    so.child_init = tx_echo_init;
+    struct rill_server *srv;
+    cr_assert_eq(rill_server_bind(&so, "tcp://127.0.0.1:0", &srv), 0);
+    cr_assert_eq(rill_promise_wait(rill_server_bound(srv), TX_WAIT_NS), 0);
+    cr_assert_eq(rill_channel_loop(rill_server_listener(srv, 0)), loop);
+    char uri[RILL_ADDR_STRLEN];
+    tx_server_uri(srv, uri, sizeof(uri));
+
+    struct tx_collector *c = tx_collector_new(16);
+    struct rill_client_opts co;
+    rill_client_opts_init(&co);
+    co.loop = loop;
+    co.init = tx_collector_init;
+    co.arg = c;
+    int err;
+    struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
+    cr_assert_not_null(ch);
+    rill_channel_write_and_flush(ch, rill_buf_msg(tx_buf("one", 3)), NULL);
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == 3));
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 1));
+    tx_close(ch);
+    tx_server_free(srv, true);
+    rill_loop_shutdown(loop, 0, RILL_NS_PER_S);
+    cr_assert_eq(rill_promise_wait(rill_loop_termination(loop), TX_WAIT_NS), 0);
+    rill_loop_free(loop);
+    tx_collector_free(c);
+}
