@@ -471,3 +471,26 @@ Test(stream, file_region_sendfile_level)
 {
     file_region_roundtrip(false);
 }
+
+Test(stream, empty_writes_complete_in_order)
+{
+    struct env e;
+    env_start(&e, tx_echo_init, NULL, NULL);
+    struct tx_collector *c = tx_collector_new(64);
+    struct rill_channel *ch = tx_connect(e.g, e.uri, tx_collector_init, c);
+    struct rill_promise *p1 = tx_promise(NULL), *p2 = tx_promise(NULL), *p3 = tx_promise(NULL);
+    struct rill_buf *empty;
+    cr_assert_eq(rill_buf_alloc(16, &empty), 0);
+    rill_channel_write(ch, rill_buf_msg(empty), p1);
+    rill_channel_write(ch, rill_buf_msg(tx_buf("ab", 2)), p2);
+    cr_assert_eq(rill_buf_alloc(16, &empty), 0);
+    rill_channel_write_and_flush(ch, rill_buf_msg(empty), p3);
+    cr_assert_eq(tx_wait_release(p1), 0);
+    cr_assert_eq(tx_wait_release(p2), 0);
+    cr_assert_eq(tx_wait_release(p3), 0);
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == 2));
+    cr_assert(rill_channel_is_open(ch));
+    tx_close(ch);
+    env_stop(&e);
+    tx_collector_free(c);
+}

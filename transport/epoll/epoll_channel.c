@@ -326,14 +326,24 @@ static void ep_write(struct rill_channel *ch)
         size_t bytes;
         int n = rill__outbound_iov(ch, iov, IOV_BATCH, &bytes);
         if (n == 0) {
-            struct rill_file_region *r =
-                rill_file_region_from_msg(rill__outbound_current(ch, NULL));
+            struct rill_msg *head = rill__outbound_current(ch, NULL);
+            struct rill_file_region *r = rill_file_region_from_msg(head);
             if (r) {
                 if (!write_region(t, r))
                     return;
                 continue;
             }
-            rill__outbound_advance(ch, 0); /* empty entries */
+            rill__outbound_advance(ch, 0); /* drops empty entries */
+            if (t->closed)
+                return;
+            if (head && rill__outbound_current(ch, NULL) == head &&
+                rill__outbound_iov(ch, iov, 1, &bytes) == 0) {
+                /* No progress: a buffer that describes no bytes any more
+                 * (it changed after it was written). The stream cannot go
+                 * on, and retrying would spin. */
+                rill__channel_close(ch, -EINVAL);
+                return;
+            }
             continue;
         }
         ssize_t w;
