@@ -263,7 +263,7 @@ static void bind_task(void *arg)
 
 static void server_free_partial(struct rill_server *s)
 {
-    for (int i = 0; i < s->n; i++)
+    for (int i = 0; s->listeners && i < s->n; i++)
         if (s->listeners[i])
             rill_channel_release(s->listeners[i]); /* never registered: closes its socket */
     free(s->listeners);

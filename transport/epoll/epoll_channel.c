@@ -100,7 +100,7 @@ static uint32_t wanted_events(const struct rill_epoll_channel *t)
     if (t->edge)
         return EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     uint32_t ev = 0;
-    if (t->want_read && !rill__channel_is_input_shutdown(&t->base) && !t->connecting)
+    if (t->want_read && !t->input_done && !t->connecting)
         ev |= EPOLLIN | EPOLLRDHUP;
     if (t->out_wait || t->connecting)
         ev |= EPOLLOUT;
@@ -229,12 +229,13 @@ static void do_read(struct rill_epoll_channel *t)
         return;
     }
     if (eof) {
+        t->input_done = true;
         rill__channel_input_shutdown(ch);
         if (t->closed)
             return;
     }
     if (t->edge) {
-        if (t->want_read && t->in_ready && !rill__channel_is_input_shutdown(ch))
+        if (t->want_read && t->in_ready && !t->input_done)
             schedule_read(t);
     } else {
         update_events(t);
@@ -245,7 +246,7 @@ static void read_task(void *arg)
 {
     struct rill_epoll_channel *t = arg;
     t->read_queued = false;
-    if (!t->closed && t->want_read && t->in_ready && !rill__channel_is_input_shutdown(&t->base))
+    if (!t->closed && t->want_read && t->in_ready && !t->input_done)
         do_read(t);
     rill_channel_release(&t->base);
 }
@@ -253,7 +254,7 @@ static void read_task(void *arg)
 static void ep_begin_read(struct rill_channel *ch)
 {
     struct rill_epoll_channel *t = ep(ch);
-    if (t->closed || rill__channel_is_input_shutdown(ch))
+    if (t->closed || t->input_done)
         return;
     t->want_read = true;
     if (!t->edge) {
@@ -417,13 +418,13 @@ static void on_io(struct rill_io *io, uint32_t events)
         t->in_ready = true;
         if (events & (EPOLLRDHUP | EPOLLHUP))
             t->rdhup = true;
-        if (t->want_read && !rill__channel_is_input_shutdown(ch))
+        if (t->want_read && !t->input_done)
             do_read(t);
         if (t->closed)
             return;
     }
     if (!t->edge && (events & EPOLLHUP) && !t->want_read && !(events & EPOLLERR) &&
-        !rill__channel_is_input_shutdown(ch)) {
+        !t->input_done) {
         /* Level mode with reading paused: a hang-up would be reported
          * again and again. Stop watching until reading resumes. */
         rill_io_stop(&t->io);
@@ -437,7 +438,7 @@ static void on_io(struct rill_io *io, uint32_t events)
         rill__channel_close(ch, err ? err : -EIO);
         return;
     }
-    if ((events & EPOLLHUP) && rill__channel_is_input_shutdown(ch)) {
+    if ((events & EPOLLHUP) && t->input_done) {
         /* Both directions are gone: nothing more can happen here, and a
          * level-triggered HUP would repeat for ever. */
         rill__channel_close(ch, 0);

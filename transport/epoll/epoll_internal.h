@@ -34,6 +34,7 @@ struct rill_epoll_channel {
     bool connected;   /* the socket is connected (accepted, or connect done) */
     bool in_ready;    /* input may be waiting (an event came, no read drained it) */
     bool rdhup;       /* the peer's FIN was seen: read to EOF regardless of sizes */
+    bool input_done;  /* read EOF: input shut down (mirrors the core's flag) */
     bool want_read;   /* reading requested (auto-read, or one begin_read) */
     bool in_read;     /* inside a read batch */
     bool out_wait;    /* the kernel was full: waiting for EPOLLOUT */
