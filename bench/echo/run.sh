@@ -22,6 +22,7 @@
 #                           allocations per request (adds a little cost per malloc)
 #         --out DIR         where results go (default build dir/bench/echo/results/<time>)
 #         --no-build        use the binaries already built
+#         --summary FILE    only print the table for an earlier run's results.txt
 #   RILL_BUILD_DIR          build directory (default build/bench-echo, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), every loadgen result
@@ -35,7 +36,7 @@ build=${RILL_BUILD_DIR:-$root/build/bench-echo}
 bin=$build/bench/echo
 
 rounds=3 duration=5 warmup=1 cpu=0 quick=0 allocs=0 do_build=1 out=""
-max_other=10 retries=2
+max_other=10 retries=2 summary_only=""
 only_servers="" only_scenarios="" only_modes="raw,framed"
 
 # ---- the servers: name | JIT warm-up seconds after start | command -------------
@@ -77,6 +78,7 @@ while [ $# -gt 0 ]; do
     --allocs) allocs=1 ;;
     --out) out=$2; shift ;;
     --no-build) do_build=0 ;;
+    --summary) summary_only=$2; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -92,6 +94,86 @@ in_list() { # in_list item comma-list (an empty list holds everything)
     case ",$2," in *",$1,"*) return 0 ;; esac
     return 1
 }
+
+# ---- summary: medians per cell, ratios against the first server ----
+# Reads results.txt lines; servers, modes and scenarios keep the order in
+# which they first appear (the run order), the first server is the baseline.
+# Rounds in which other processes took more than $max_other % of the CPU are
+# left out of a cell when the cell has undisturbed rounds.
+summarize() { # summarize results-file allocs-column(0|1)
+    awk -v allocs="$2" -v max_other="$max_other" '
+function add(list, x) { if (!((list, x) in seen)) { seen[list, x] = 1; order[list, ++norder[list]] = x } }
+function used(key, i) { return !clean[key] || ok[key, i] }
+function median(key, m,    i, j, n, t, v) {
+    n = 0
+    for (i = 1; i <= cnt[key]; i++) if (used(key, i)) v[++n] = val[key, m, i]
+    if (n == 0) return ""
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    if (v[1] == "na") return "na"
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function spread(key,    i, lo, hi, md, x, n) {
+    md = median(key, "req_s")
+    if (md + 0 == 0) return "-"
+    n = 0
+    for (i = 1; i <= cnt[key]; i++) {
+        if (!used(key, i)) continue
+        x = val[key, "req_s", i] + 0
+        if (n++ == 0 || x < lo) lo = x
+        if (n == 1 || x > hi) hi = x
+    }
+    return sprintf("%.1f%%", 100 * (hi - lo) / md)
+}
+function nused(key,    i, n) { n = 0; for (i = 1; i <= cnt[key]; i++) n += used(key, i); return n }
+function ratio(a, b) { return (a == "" || a == "na" || b == "" || b == "na" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
+function num(x, fmt) { return (x == "" || x == "na") ? "-" : sprintf(fmt, x) }
+BEGIN { nm = split("req_s mb_s p50_us p99_us p999_us srv_cpu_us_req others_pct other_cpus_pct srv_allocs_req", ms, " ") }
+{
+    delete f
+    for (i = 1; i <= NF; i++) { p = index($i, "="); f[substr($i, 1, p - 1)] = substr($i, p + 1) }
+    add("s", f["server"]); add("m", f["mode"]); add("c", f["scenario"])
+    key = f["scenario"] SUBSEP f["mode"] SUBSEP f["server"]
+    n = ++cnt[key]
+    for (i = 1; i <= nm; i++) val[key, ms[i], n] = f[ms[i]]
+    ok[key, n] = f["others_pct"] == "na" || f["others_pct"] + 0 <= max_other + 0
+    if (ok[key, n]) clean[key] = 1
+    err[key] += f["errors"] + f["failed_conns"]
+}
+END {
+    b = order["s", 1]
+    printf "\n| scenario | mode | server | req/s | x %s | MB/s | p50 us | p99 us | p99.9 us | server CPU us/req | x %s | rounds | spread | other load | other CPUs | errors%s |\n", b, b, allocs ? " | allocs/req" : ""
+    printf "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: %s|\n", allocs ? "| ---: " : ""
+    for (c = 1; c <= norder["c"]; c++) for (m = 1; m <= norder["m"]; m++) {
+        C = order["c", c]; M = order["m", m]
+        base = C SUBSEP M SUBSEP b
+        for (s = 1; s <= norder["s"]; s++) {
+            S = order["s", s]
+            key = C SUBSEP M SUBSEP S
+            if (!cnt[key]) continue
+            rps = median(key, "req_s"); cpu = median(key, "srv_cpu_us_req")
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %d%s |\n", C, M, S,
+                num(rps, "%.0f"), ratio(rps, median(base, "req_s")), num(median(key, "mb_s"), "%.1f"),
+                num(median(key, "p50_us"), "%.1f"), num(median(key, "p99_us"), "%.1f"), num(median(key, "p999_us"), "%.1f"),
+                num(cpu, "%.3f"), ratio(cpu, median(base, "srv_cpu_us_req")), nused(key), cnt[key], spread(key),
+                num(median(key, "others_pct"), "%.0f%%"), num(median(key, "other_cpus_pct"), "%.0f%%"), err[key],
+                allocs ? " | " num(median(key, "srv_allocs_req"), "%.3f") : ""
+        }
+    }
+    print ""
+    print "req/s, MB/s (payload echoed, one direction), latencies and CPU: medians over the rounds used."
+    print "x " b ": ratio to the " b " server in the same cell (for CPU, below 1 is cheaper)."
+    print "rounds: rounds used / run; a round in which other processes took more than " max_other "% of the pinned"
+    print "CPU is left out when the cell has undisturbed rounds. spread: (max - min) / median of req/s over the"
+    print "rounds used. other load: share of the pinned CPU taken by other processes; other CPUs: how busy the"
+    print "other CPUs were (a busy sibling vCPU slows ours down); both medians. errors: wrong responses +"
+    print "failed connections, summed over all rounds."
+}' "$1"
+}
+
+if [ -n "$summary_only" ]; then
+    summarize "$summary_only" "$(grep -q 'srv_allocs_req=[0-9]' "$summary_only" && echo 1 || echo 0)"
+    exit 0
+fi
 
 # ---- build ----
 if [ "$do_build" = 1 ]; then
@@ -261,59 +343,6 @@ for ((r = 1; r <= rounds; r++)); do
     done
 done
 
-# ---- summary: medians per cell, ratios against the first server ----
-awk -v servers="${names[*]}" -v modes="${modes[*]}" -v scens="$(for s in "${scen[@]}"; do printf '%s ' "${s%%|*}"; done)" \
-    -v allocs="$allocs" '
-function median(key, m,    i, j, n, t, v) {
-    n = cnt[key]
-    if (n == 0) return ""
-    for (i = 1; i <= n; i++) v[i] = val[key, m, i]
-    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
-    if (v[1] == "na") return "na"
-    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
-function spread(key,    i, lo, hi, md) {
-    md = median(key, "req_s")
-    if (md + 0 == 0) return "-"
-    lo = hi = val[key, "req_s", 1]
-    for (i = 2; i <= cnt[key]; i++) { if (val[key, "req_s", i] + 0 < lo + 0) lo = val[key, "req_s", i]; if (val[key, "req_s", i] + 0 > hi + 0) hi = val[key, "req_s", i] }
-    return sprintf("%.1f%%", 100 * (hi - lo) / md)
-}
-function ratio(a, b) { return (a == "" || a == "na" || b == "" || b == "na" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
-function num(x, fmt) { return (x == "" || x == "na") ? "-" : sprintf(fmt, x) }
-{
-    delete f
-    for (i = 1; i <= NF; i++) { p = index($i, "="); f[substr($i, 1, p - 1)] = substr($i, p + 1) }
-    key = f["scenario"] SUBSEP f["mode"] SUBSEP f["server"]
-    n = ++cnt[key]
-    split("req_s mb_s p50_us p99_us p999_us srv_cpu_us_req others_pct other_cpus_pct srv_allocs_req", ms, " ")
-    for (i in ms) val[key, ms[i], n] = f[ms[i]]
-    err[key] += f["errors"] + f["failed_conns"]
-}
-END {
-    ns = split(servers, S, " "); nm = split(modes, M, " "); nc = split(scens, C, " ")
-    printf "\n| scenario | mode | server | req/s | x %s | MB/s | p50 us | p99 us | p99.9 us | server CPU us/req | x %s | spread | other load | other CPUs | errors%s |\n", S[1], S[1], allocs ? " | allocs/req" : ""
-    printf "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: %s|\n", allocs ? "| ---: " : ""
-    for (c = 1; c <= nc; c++) for (m = 1; m <= nm; m++) {
-        base = C[c] SUBSEP M[m] SUBSEP S[1]
-        for (s = 1; s <= ns; s++) {
-            key = C[c] SUBSEP M[m] SUBSEP S[s]
-            if (!cnt[key]) continue
-            rps = median(key, "req_s"); cpu = median(key, "srv_cpu_us_req")
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d%s |\n", C[c], M[m], S[s],
-                num(rps, "%.0f"), ratio(rps, median(base, "req_s")), num(median(key, "mb_s"), "%.1f"),
-                num(median(key, "p50_us"), "%.1f"), num(median(key, "p99_us"), "%.1f"), num(median(key, "p999_us"), "%.1f"),
-                num(cpu, "%.3f"), ratio(cpu, median(base, "srv_cpu_us_req")), spread(key),
-                num(median(key, "others_pct"), "%.0f%%"), num(median(key, "other_cpus_pct"), "%.0f%%"), err[key],
-                allocs ? " | " num(median(key, "srv_allocs_req"), "%.3f") : ""
-        }
-    }
-    print ""
-    print "req/s, MB/s (payload echoed, one direction), latencies and CPU: medians over the rounds."
-    print "x " S[1] ": ratio to the " S[1] " server in the same cell (for CPU, below 1 is cheaper)."
-    print "spread: (max - min) / median of req/s over the rounds. other load: share of the pinned CPU"
-    print "taken by other processes during the cell; other CPUs: how busy the other CPUs were (a busy sibling"
-    print "vCPU slows ours down). Both medians. errors: wrong responses + failed connections, summed."
-}' "$results" | tee -a "$out/summary.md"
+summarize "$results" "$allocs" | tee -a "$out/summary.md"
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.md"
 exit "$status"

@@ -3,15 +3,20 @@
  *
  *   echo_server_epoll <port> <raw|framed> [--trigger=edge|level] [--corrupt=N]
  *
- * Each connection owns one input buffer. A read appends to it; the complete
- * part (raw: everything, framed: the whole frames at its front) is written
- * straight back with one write() per read, so a read that brings 16 frames
- * costs one write. What the socket does not take stays in the buffer as
- * pending output: the connection stops reading and waits for EPOLLOUT, so a
- * client that does not read costs one buffer, never more. An incomplete frame
- * left at the end moves to the front of the buffer (memmove of the tail only).
- * Nothing is allocated per message: one buffer per connection, grown only
- * when a frame is larger than it.
+ * Buffers come from a LIFO free list shared by all connections: a connection
+ * takes one when it has something to read and gives it back as soon as it
+ * holds no data, so a few hot buffers serve every connection (a buffer per
+ * connection was measured slower: 8 x 64 KiB echo spent a quarter more CPU per
+ * request, copying into cold memory). A read appends to the connection's
+ * buffer; the complete part (raw: everything, framed: the whole frames at its
+ * front) is written straight back with one write() per read, so a read that
+ * brings 16 frames costs one write. What the socket does not take stays in
+ * the buffer as pending output: the connection stops reading and waits for
+ * EPOLLOUT, so a client that does not read costs one buffer, never more. An
+ * incomplete frame left at the end moves to the front (memmove of the tail
+ * only) and the buffer stays with the connection. Nothing is allocated per
+ * message: buffers are made only while the free list is empty, and a frame
+ * larger than a buffer gets a larger one of its own.
  *
  * --trigger: edge (default) registers EPOLLIN|EPOLLOUT|EPOLLET once and never
  * calls epoll_ctl again; level registers EPOLLIN and switches to EPOLLOUT
@@ -35,12 +40,29 @@
 
 #define MAX_EVENTS 256
 
+/* Where a buffer's data starts inside its page-aligned block. Reads into
+ * data at or just after a page start were measured 1.5x more expensive in
+ * server CPU for 64 KiB messages (the kernel's copy to user space runs into
+ * 4K aliasing with the socket's page-aligned source); half a page in, they
+ * are not. The header sits in the otherwise unused first bytes. */
+#define BLOCK_DATA_OFFSET 2048
+
+struct block {
+    struct block *next; /* on the free list */
+    size_t cap;         /* bytes of data */
+};
+
+static inline uint8_t *block_data(struct block *b)
+{
+    return (uint8_t *)b + BLOCK_DATA_OFFSET;
+}
+
 struct conn {
     int fd;
-    bool read_ready; /* edge mode: the socket may hold more input */
-    bool writing;    /* buf[wpos..wend) is pending output; reading paused */
-    uint8_t *buf;
-    size_t cap, have, wpos, wend;
+    bool read_ready;  /* edge mode: the socket may hold more input */
+    bool writing;     /* data[wpos..wend) is pending output; reading paused */
+    struct block *in; /* NULL while the connection holds no data */
+    size_t have, wpos, wend;
     struct conn *prev, *next;
 };
 
@@ -48,8 +70,10 @@ struct server {
     int ep, lfd, sfd;
     bool edge, stop;
     enum echo_mode mode;
+    size_t block_size;
+    struct block *free_blocks;
     unsigned long corrupt_every, writes;
-    unsigned long accepted;
+    unsigned long accepted, blocks_made;
     struct conn *conns; /* all open connections, for the clean exit */
 };
 
@@ -59,16 +83,44 @@ static void die(const char *what)
     exit(1);
 }
 
+static struct block *block_get(struct server *s, size_t cap)
+{
+    struct block *b = s->free_blocks;
+
+    if (b && cap <= s->block_size) {
+        s->free_blocks = b->next;
+        return b;
+    }
+    if (cap < s->block_size)
+        cap = s->block_size;
+    if (posix_memalign((void **)&b, 4096, BLOCK_DATA_OFFSET + cap) != 0)
+        return NULL;
+    b->cap = cap;
+    s->blocks_made++;
+    return b;
+}
+
+static void block_put(struct server *s, struct block *b)
+{
+    if (b->cap != s->block_size) { /* one made for a large frame */
+        free(b);
+        return;
+    }
+    b->next = s->free_blocks;
+    s->free_blocks = b;
+}
+
 static void conn_close(struct server *s, struct conn *c)
 {
     close(c->fd);
+    if (c->in)
+        block_put(s, c->in);
     if (c->prev)
         c->prev->next = c->next;
     else
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c->buf);
     free(c);
 }
 
@@ -80,12 +132,15 @@ static void set_out_interest(struct server *s, struct conn *c, bool out)
         die("epoll_ctl(MOD)");
 }
 
-/* Writes buf[wpos..wend). Returns 0 when all is written (the sent bytes leave
- * the buffer), 1 when output is still pending, -1 when the connection died. */
+/* Writes data[wpos..wend). Returns 0 when all is written (the sent bytes
+ * leave the buffer; an empty buffer goes back to the free list), 1 when output
+ * is still pending, -1 when the connection died. */
 static int conn_flush(struct server *s, struct conn *c)
 {
+    uint8_t *d = block_data(c->in);
+
     while (c->wpos < c->wend) {
-        ssize_t n = write(c->fd, c->buf + c->wpos, c->wend - c->wpos);
+        ssize_t n = write(c->fd, d + c->wpos, c->wend - c->wpos);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -101,9 +156,13 @@ static int conn_flush(struct server *s, struct conn *c)
         c->wpos += (size_t)n;
     }
     if (c->have > c->wend)
-        memmove(c->buf, c->buf + c->wend, c->have - c->wend);
+        memmove(d, d + c->wend, c->have - c->wend);
     c->have -= c->wend;
     c->wpos = c->wend = 0;
+    if (c->have == 0) {
+        block_put(s, c->in);
+        c->in = NULL;
+    }
     if (c->writing) {
         c->writing = false;
         set_out_interest(s, c, false);
@@ -115,40 +174,49 @@ static int conn_flush(struct server *s, struct conn *c)
  * socket is drained or output is pending, -1 when the connection is done. */
 static int conn_read_once(struct server *s, struct conn *c)
 {
-    size_t room = c->cap - c->have, k, need = 0;
+    size_t room, k, need = 0;
     ssize_t n;
 
+    if (!c->in && !(c->in = block_get(s, s->block_size)))
+        return -1;
+    room = c->in->cap - c->have;
     if (room > ECHO_READ_MAX)
         room = ECHO_READ_MAX;
-    n = read(c->fd, c->buf + c->have, room);
+    n = read(c->fd, block_data(c->in) + c->have, room);
     if (n <= 0) {
         if (n < 0 && errno == EINTR)
             return 1;
         if (n < 0 && errno == EAGAIN) {
             c->read_ready = false;
-            return 0;
+            n = 0;
+        } else {
+            return -1; /* EOF or error */
         }
-        return -1; /* EOF or error */
     }
     c->have += (size_t)n;
     if ((size_t)n < room)
         c->read_ready = false; /* short read: drained; the next arrival is a new edge */
+    if (c->have == 0) {
+        block_put(s, c->in);
+        c->in = NULL;
+        return 0;
+    }
 
-    k = s->mode == ECHO_RAW ? c->have : echo_frames_len(c->buf, c->have, &need);
+    k = s->mode == ECHO_RAW ? c->have : echo_frames_len(block_data(c->in), c->have, &need);
     if (need == (size_t)-1)
         return -1;
-    if (need + ECHO_READ_MAX > c->cap) { /* a frame larger than the buffer: grow once */
-        size_t cap = need + ECHO_READ_MAX;
-        uint8_t *b = realloc(c->buf, cap);
+    if (need + ECHO_READ_MAX > c->in->cap) { /* a frame larger than the buffer */
+        struct block *b = block_get(s, need + ECHO_READ_MAX);
         if (!b)
             return -1;
-        c->buf = b;
-        c->cap = cap;
+        memcpy(block_data(b), block_data(c->in), c->have);
+        block_put(s, c->in);
+        c->in = b;
     }
     if (k == 0)
         return c->read_ready;
     if (s->corrupt_every && ++s->writes % s->corrupt_every == 0)
-        c->buf[k - 1] ^= 0x5a;
+        block_data(c->in)[k - 1] ^= 0x5a;
     c->wpos = 0;
     c->wend = k;
     switch (conn_flush(s, c)) {
@@ -211,15 +279,11 @@ static void accept_all(struct server *s)
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct conn *c = calloc(1, sizeof(*c));
-        /* framed: room for an incomplete 64 KiB frame plus a full read */
-        size_t cap = s->mode == ECHO_RAW ? ECHO_READ_MAX : 2 * ECHO_READ_MAX + 4096;
-        if (!c || !(c->buf = malloc(cap))) {
-            free(c);
+        if (!c) {
             close(fd);
             continue;
         }
         c->fd = fd;
-        c->cap = cap;
         struct epoll_event ev = { .data.ptr = c };
         ev.events = s->edge ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN;
         if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -256,6 +320,8 @@ int main(int argc, char **argv)
         }
     }
     s.mode = a.mode;
+    /* framed: room for an incomplete 64 KiB frame plus one full read */
+    s.block_size = s.mode == ECHO_RAW ? ECHO_READ_MAX : 2 * ECHO_READ_MAX + 4096;
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -307,9 +373,15 @@ int main(int argc, char **argv)
     }
     while (s.conns)
         conn_close(&s, s.conns);
+    while (s.free_blocks) {
+        struct block *b = s.free_blocks;
+        s.free_blocks = b->next;
+        free(b);
+    }
     close(s.lfd);
     close(s.sfd);
     close(s.ep);
-    fprintf(stderr, "echo_server_epoll: %lu connections accepted, exiting\n", s.accepted);
+    fprintf(stderr, "echo_server_epoll: %lu connections accepted, %lu buffers made, exiting\n",
+            s.accepted, s.blocks_made);
     return 0;
 }
