@@ -479,7 +479,8 @@ struct rill_promise *rill_server_close(struct rill_server *s, bool close_childre
         if (first &&
             rill_promise_add_listener(rill_channel_close_future(kids[i]), close_step, s) != 0)
             close_step(NULL, s);
-        rill_channel_close(kids[i], NULL);
+        if (rill_channel_is_open(kids[i]))
+            rill_channel_close(kids[i], NULL);
         rill_channel_release(kids[i]);
     }
     free(kids);
@@ -487,7 +488,8 @@ struct rill_promise *rill_server_close(struct rill_server *s, bool close_childre
     if (first) {
         for (int i = 0; i < s->n; i++) {
             struct rill_channel *ch = s->listeners[i];
-            rill_channel_close(ch, NULL);
+            if (rill_channel_is_open(ch)) /* closed already when its loop shut down */
+                rill_channel_close(ch, NULL);
             if (rill_promise_add_listener(rill_channel_close_future(ch), close_step, s) != 0)
                 close_step(NULL, s);
         }

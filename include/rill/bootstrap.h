@@ -43,7 +43,10 @@
  * hosts, or pass a struct rill_addr resolved earlier.
  *
  * Shutdown: rill_server_close(srv, true) stops accepting and closes the
- * children still open; then shut the loop groups down. */
+ * children still open; then shut the loop groups down. Shutting a group
+ * down also closes every channel registered on its loops (listeners,
+ * children, clients). Free the server before the groups it ran on
+ * (rill_loop_group_free): it refers to its listeners' loops. */
 #ifndef RILL_BOOTSTRAP_H
 #define RILL_BOOTSTRAP_H
 
@@ -166,7 +169,8 @@ struct rill_promise *rill_server_close(struct rill_server *s, bool close_childre
 /* Thread: any thread that is not a loop of the server's groups. Close
  * (without closing children) if that was not done, wait until the
  * listeners have closed, and free the server. The children do not need
- * the server object: they may outlive it. */
+ * the server object: they may outlive it. Call it before the server's loop
+ * groups are freed (after their shutdown is fine). */
 void rill_server_free(struct rill_server *s);
 
 /* ---- client ---- */

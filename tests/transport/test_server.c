@@ -253,3 +253,43 @@ Test(server, single_loops_instead_of_groups)
     rill_loop_free(loop);
     tx_collector_free(c);
 }
+
+Test(server, group_shutdown_closes_live_connections)
+{
+    /* No close calls at all: shutting the loops down closes every channel
+     * registered on them (listeners, children, clients) and releases what
+     * their queues held. */
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
+    struct rill_loop_group *clients = tx_group("cli", 1);
+    struct rill_server *srv = tx_server(boss, workers, "tcp://127.0.0.1:0", tx_echo_init, NULL);
+    char uri[RILL_ADDR_STRLEN];
+    tx_server_uri(srv, uri, sizeof(uri));
+    enum { N = 10 };
+    struct tx_collector *c[N];
+    struct rill_channel *ch[N];
+    static uint8_t big[128 * 1024];
+    for (int i = 0; i < N; i++) {
+        c[i] = tx_collector_new(0);
+        ch[i] = tx_connect(clients, uri, tx_collector_init, c[i]);
+        for (int k = 0; k < 4; k++)
+            rill_channel_write_and_flush(ch[i], rill_buf_msg(tx_buf(big, sizeof(big))), NULL);
+    }
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == N));
+
+    struct rill_loop_group *groups[] = { workers, clients, boss };
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(
+            rill_promise_wait(rill_loop_group_shutdown(groups[i], 0, RILL_NS_PER_S), TX_WAIT_NS),
+            0);
+    cr_assert_eq(rill_server_child_count(srv), 0, "the children closed");
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(atomic_load(&c[i]->inactive), 1, "client %d saw the end", i);
+    rill_server_free(srv); /* its listeners closed with the boss loop */
+    for (int i = 0; i < 3; i++)
+        rill_loop_group_free(groups[i]);
+    for (int i = 0; i < N; i++) {
+        cr_assert_not(rill_channel_is_open(ch[i]));
+        rill_channel_release(ch[i]);
+        tx_collector_free(c[i]);
+    }
+}
