@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "channel/channel_internal.h"
-#include "channel/pipeline_internal.h"
 #include "rill/addr.h"
 #include "rill/error.h"
 #include "rill/future.h"
@@ -79,12 +78,6 @@ int rill_channel_opts_apply(const struct rill_channel_opts *o, struct rill_chann
             return err;
     }
     return 0;
-}
-
-/* Start an outbound operation at the tail, so every handler sees it. */
-static struct rill_ctx *tail_of(struct rill_channel *ch)
-{
-    return rill_channel_pipeline(ch)->tail;
 }
 
 /* ---- server: the shared configuration ---- */
@@ -255,7 +248,7 @@ static void bind_task(void *arg)
         int why = rill_channel_close_reason(j->ch);
         rill_promise_fail(j->p, why ? why : RILL_ECLOSED);
     } else {
-        rill_ctx_bind(tail_of(j->ch), &j->s->addr, j->p);
+        rill_channel_bind(j->ch, &j->s->addr, j->p); /* through the pipeline */
     }
     rill_channel_release(j->ch);
     free(j);
@@ -603,7 +596,7 @@ static void connect_task(void *arg)
         job_free(j);
         return;
     }
-    rill_ctx_connect(tail_of(j->ch), &j->remote, j->has_local ? &j->local : NULL, p);
+    rill_channel_connect(j->ch, &j->remote, j->has_local ? &j->local : NULL, p);
 }
 
 int rill_client_connect_addr(const struct rill_client_opts *o, const struct rill_addr *addr,
