@@ -45,6 +45,7 @@ only_servers="" only_scenarios="" only_modes="raw,framed"
 # The first entry is the baseline the ratios are computed against.
 SERVERS=(
     "epoll|0|$bin/echo_server_epoll {port} {mode}"
+    "rill|0|$build/examples/echo_server --port {port} --mode {mode}"
     "libevent|0|$bin/echo_server_libevent {port} {mode}"
     "libuv|0|$bin/echo_server_libuv {port} {mode}"
     "netty|10|$bin/echo_server_netty {port} {mode}"
@@ -181,9 +182,9 @@ if [ "$do_build" = 1 ]; then
         gen=()
         command -v ninja >/dev/null && gen=(-G Ninja)
         cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=OFF >/dev/null
+            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=ON >/dev/null
     fi
-    cmake --build "$build" --target bench_echo >/dev/null
+    cmake --build "$build" --target bench_echo echo_server >/dev/null
 fi
 [ -x "$bin/echo_loadgen" ] || { echo "run.sh: $bin/echo_loadgen not built" >&2; exit 2; }
 command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is missing" >&2; exit 2; }
