@@ -126,6 +126,20 @@ function spread(key,    i, lo, hi, md, x, n) {
     return sprintf("%.1f%%", 100 * (hi - lo) / md)
 }
 function nused(key,    i, n) { n = 0; for (i = 1; i <= cnt[key]; i++) n += used(key, i); return n }
+# Median over the rounds of (server / baseline) in the same round: a pair of
+# runs minutes apart shares more of the machine state than two medians do.
+function pratio(key, base, m,    i, j, n, t, v) {
+    n = 0
+    for (i = 1; i <= cnt[key]; i++) {
+        if (!used(key, i)) continue
+        for (j = 1; j <= cnt[base]; j++)
+            if (used(base, j) && rnd[base, j] == rnd[key, i] && val[base, m, j] + 0 > 0 && val[key, m, i] != "na")
+                v[++n] = val[key, m, i] / val[base, m, j]
+    }
+    if (n == 0) return ratio(median(key, m), median(base, m))
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return sprintf("%.2fx", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+}
 function ratio(a, b) { return (a == "" || a == "na" || b == "" || b == "na" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
 function num(x, fmt) { return (x == "" || x == "na") ? "-" : sprintf(fmt, x) }
 BEGIN { nm = split("req_s mb_s p50_us p99_us p999_us srv_cpu_us_req others_pct other_cpus_pct srv_allocs_req", ms, " ") }
@@ -136,6 +150,7 @@ BEGIN { nm = split("req_s mb_s p50_us p99_us p999_us srv_cpu_us_req others_pct o
     key = f["scenario"] SUBSEP f["mode"] SUBSEP f["server"]
     n = ++cnt[key]
     for (i = 1; i <= nm; i++) val[key, ms[i], n] = f[ms[i]]
+    rnd[key, n] = f["round"]
     ok[key, n] = f["others_pct"] == "na" || f["others_pct"] + 0 <= max_other + 0
     if (ok[key, n]) clean[key] = 1
     err[key] += f["errors"] + f["failed_conns"]
@@ -153,16 +168,17 @@ END {
             if (!cnt[key]) continue
             rps = median(key, "req_s"); cpu = median(key, "srv_cpu_us_req")
             printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %d%s |\n", C, M, S,
-                num(rps, "%.0f"), ratio(rps, median(base, "req_s")), num(median(key, "mb_s"), "%.1f"),
+                num(rps, "%.0f"), pratio(key, base, "req_s"), num(median(key, "mb_s"), "%.1f"),
                 num(median(key, "p50_us"), "%.1f"), num(median(key, "p99_us"), "%.1f"), num(median(key, "p999_us"), "%.1f"),
-                num(cpu, "%.3f"), ratio(cpu, median(base, "srv_cpu_us_req")), nused(key), cnt[key], spread(key),
+                num(cpu, "%.3f"), pratio(key, base, "srv_cpu_us_req"), nused(key), cnt[key], spread(key),
                 num(median(key, "others_pct"), "%.0f%%"), num(median(key, "other_cpus_pct"), "%.0f%%"), err[key],
                 allocs ? " | " num(median(key, "srv_allocs_req"), "%.3f") : ""
         }
     }
     print ""
     print "req/s, MB/s (payload echoed, one direction), latencies and CPU: medians over the rounds used."
-    print "x " b ": ratio to the " b " server in the same cell (for CPU, below 1 is cheaper)."
+    print "x " b ": ratio to the " b " server in the same cell and round, median over the rounds (for CPU,"
+    print "below 1 is cheaper)."
     print "rounds: rounds used / run; a round in which other processes took more than " max_other "% of the pinned"
     print "CPU is left out when the cell has undisturbed rounds. spread: (max - min) / median of req/s over the"
     print "rounds used. other load: share of the pinned CPU taken by other processes; other CPUs: how busy the"
