@@ -1,6 +1,6 @@
 /* libuv echo server: uv_tcp_t, uv_read_start with an alloc_cb, uv_write.
  *
- *   echo_server_libuv <port> <raw|framed>
+ *   echo_server_libuv <port> <raw|framed> [--no-pool]
  *
  * The textbook libuv echo mallocs a 64 KiB buffer in alloc_cb and frees it in
  * the write callback; that measures brk/free more than libuv. This one does
@@ -16,6 +16,9 @@
  *         frames at its front go out in one uv_write from that block, and the
  *         incomplete tail (if any) is copied to a fresh block that becomes
  *         the accumulator. A frame larger than a block gets a larger one.
+ *
+ * --no-pool frees every block in the write callback and mallocs a new one in
+ * alloc_cb: the textbook version, kept to compare with.
  *
  * Back-pressure: when more than 1 MiB waits in the write queue the
  * connection stops reading until it drops below 256 KiB. One loop, one
@@ -55,12 +58,13 @@ static struct conn *conns;
 static uv_tcp_t server;
 static uv_signal_t sigint, sigterm;
 static unsigned long accepted, blocks_made;
+static bool no_pool;
 
 static struct block *block_get(size_t cap)
 {
     struct block *b = free_blocks;
 
-    if (cap <= block_size && b) {
+    if (cap <= block_size && b && !no_pool) {
         free_blocks = b->next;
         return b;
     }
@@ -79,7 +83,7 @@ static struct block *block_get(size_t cap)
 
 static void block_put(struct block *b)
 {
-    if (b->cap != block_size) { /* an oversized block for a large frame */
+    if (b->cap != block_size || no_pool) { /* an oversized block for a large frame */
         free(b);
         return;
     }
@@ -244,9 +248,12 @@ int main(int argc, char **argv)
     struct sockaddr_in sin;
     int slen = sizeof(sin), r;
 
-    if (echo_parse_args(argc, argv, &a, NULL) != argc) {
-        fprintf(stderr, "echo_server_libuv: no options after the mode\n");
-        return 2;
+    for (int i = echo_parse_args(argc, argv, &a, "[--no-pool]"); i < argc; i++) {
+        if (strcmp(argv[i], "--no-pool") != 0) {
+            fprintf(stderr, "echo_server_libuv: unknown option %s\n", argv[i]);
+            return 2;
+        }
+        no_pool = true;
     }
     mode = a.mode;
     block_size = mode == ECHO_RAW ? BLOCK_RAW : BLOCK_FRAMED;
@@ -264,8 +271,8 @@ int main(int argc, char **argv)
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigint, signal_cb, SIGINT);
     uv_signal_start(&sigterm, signal_cb, SIGTERM);
-    fprintf(stderr, "echo_server_libuv: libuv %s, block %zu bytes\n", uv_version_string(),
-            block_size);
+    fprintf(stderr, "echo_server_libuv: libuv %s, block %zu bytes%s\n", uv_version_string(),
+            block_size, no_pool ? ", malloc per read" : "");
     echo_ready(ntohs(sin.sin_port), a.mode);
 
     uv_run(loop, UV_RUN_DEFAULT);
