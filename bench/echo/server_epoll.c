@@ -205,7 +205,7 @@ static int conn_read_once(struct server *s, struct conn *c)
     k = s->mode == ECHO_RAW ? c->have : echo_frames_len(block_data(c->in), c->have, &need);
     if (need == (size_t)-1)
         return -1;
-    if (need + ECHO_READ_MAX > c->in->cap) { /* a frame larger than the buffer */
+    if (need > c->in->cap) { /* a frame larger than the buffer */
         struct block *b = block_get(s, need + ECHO_READ_MAX);
         if (!b)
             return -1;

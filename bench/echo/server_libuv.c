@@ -175,12 +175,12 @@ static void read_framed(struct conn *c, size_t nread)
         c->acc = NULL;
         c->acc_len = 0;
         if (tail) {
-            c->acc = block_get(need + ECHO_READ_MAX);
+            c->acc = block_get(need);
             memcpy(c->acc->data, full->data + k, tail);
             c->acc_len = tail;
         }
         send_block(c, full, k);
-    } else if (need + ECHO_READ_MAX > c->acc->cap) { /* a frame larger than the block */
+    } else if (need > c->acc->cap) { /* a frame larger than the block */
         struct block *big = block_get(need + ECHO_READ_MAX);
         memcpy(big->data, c->acc->data, c->acc_len);
         block_put(c->acc);
