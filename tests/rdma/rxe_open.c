@@ -23,9 +23,9 @@
 
 enum {
     BUF_SIZE = 4096,
-    WRITE_OFF = 0,      /* RDMA WRITE: a.buf[0..1023] -> b.buf[0..1023] */
+    WRITE_OFF = 0, /* RDMA WRITE: a.buf[0..1023] -> b.buf[0..1023] */
     WRITE_LEN = 1024,
-    SEND_OFF = 2048,    /* SEND: a.buf[2048..] -> RECV into b.buf[2048..] */
+    SEND_OFF = 2048, /* SEND: a.buf[2048..] -> RECV into b.buf[2048..] */
     SEND_LEN = 512,
     CQ_DEPTH = 16,
     POLL_TIMEOUT_MS = 30000, /* TCG under load is slow; this is a hang guard */
@@ -92,16 +92,15 @@ static long now_ms(void)
 static void gid_str(const union ibv_gid *gid, char *out, size_t n)
 {
     const uint8_t *r = gid->raw;
-    snprintf(out, n,
-             "%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x",
-             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-             r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
+    snprintf(out, n, "%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x",
+             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+             r[14], r[15]);
 }
 
 /* Completions seen so far: one CQ serves both QPs, so a wait for one WR
  * may reap another's completion first; remember it by WR id. */
 struct wc_log {
-    unsigned seen;       /* bit per WR id */
+    unsigned seen; /* bit per WR id */
     uint32_t byte_len[4];
 };
 
@@ -118,16 +117,18 @@ static int wait_wc(struct ibv_cq *cq, unsigned want, struct wc_log *log)
             return fail("ibv_poll_cq", n == -1 ? errno : -n);
         if (n == 0) {
             if (now_ms() > deadline) {
-                fprintf(stderr, "rxe_open: no completion for wr_id %u after %d ms\n",
-                        want, POLL_TIMEOUT_MS);
+                fprintf(stderr, "rxe_open: no completion for wr_id %u after %d ms\n", want,
+                        POLL_TIMEOUT_MS);
                 return fail("ibv_poll_cq (timeout)", ETIMEDOUT);
             }
-            struct timespec ts = {0, 100000};
+            struct timespec ts = { 0, 100000 };
             nanosleep(&ts, NULL);
             continue;
         }
         if (wc.status != IBV_WC_SUCCESS) {
-            fprintf(stderr, "rxe_open: completion wr_id %" PRIu64 " failed: %s (status %d, vendor_err 0x%x)\n",
+            fprintf(stderr,
+                    "rxe_open: completion wr_id %" PRIu64
+                    " failed: %s (status %d, vendor_err 0x%x)\n",
                     wc.wr_id, ibv_wc_status_str(wc.status), (int)wc.status, wc.vendor_err);
             return fail("work completion", EIO);
         }
@@ -145,12 +146,12 @@ static int to_init(struct ibv_qp *qp)
         .qp_state = IBV_QPS_INIT,
         .pkey_index = 0,
         .port_num = 1,
-        .qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                           IBV_ACCESS_REMOTE_READ,
+        .qp_access_flags =
+            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ,
     };
-    return check_rc("ibv_modify_qp(INIT)",
-                    ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
-                                              IBV_QP_PORT | IBV_QP_ACCESS_FLAGS));
+    return check_rc("ibv_modify_qp(INIT)", ibv_modify_qp(qp, &a,
+                                                         IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+                                                             IBV_QP_PORT | IBV_QP_ACCESS_FLAGS));
 }
 
 static int to_rtr(struct ibv_qp *qp, uint32_t dest_qpn, uint32_t dest_psn,
@@ -171,10 +172,10 @@ static int to_rtr(struct ibv_qp *qp, uint32_t dest_qpn, uint32_t dest_psn,
         },
     };
     return check_rc("ibv_modify_qp(RTR)",
-                    ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-                                              IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-                                              IBV_QP_MAX_DEST_RD_ATOMIC |
-                                              IBV_QP_MIN_RNR_TIMER));
+                    ibv_modify_qp(qp, &a,
+                                  IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+                                      IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+                                      IBV_QP_MIN_RNR_TIMER));
 }
 
 static int to_rts(struct ibv_qp *qp, uint32_t psn)
@@ -188,9 +189,9 @@ static int to_rts(struct ibv_qp *qp, uint32_t psn)
         .max_rd_atomic = 1,
     };
     return check_rc("ibv_modify_qp(RTS)",
-                    ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT |
-                                              IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-                                              IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC));
+                    ibv_modify_qp(qp, &a,
+                                  IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                                      IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC));
 }
 
 static int create_side(struct side *s, struct ibv_pd *pd, struct ibv_cq *cq)
@@ -200,14 +201,13 @@ static int create_side(struct side *s, struct ibv_pd *pd, struct ibv_cq *cq)
         return fail("aligned_alloc", errno);
     memset(s->buf, 0, BUF_SIZE);
 
-    s->mr = check_ptr("ibv_reg_mr",
-                      ibv_reg_mr(pd, s->buf, BUF_SIZE,
-                                 IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                                     IBV_ACCESS_REMOTE_READ));
+    s->mr = check_ptr("ibv_reg_mr", ibv_reg_mr(pd, s->buf, BUF_SIZE,
+                                               IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                                                   IBV_ACCESS_REMOTE_READ));
     if (!s->mr)
         return -1;
-    say("registered %d-byte MR for QP %s: lkey 0x%x rkey 0x%x", BUF_SIZE, s->name,
-        s->mr->lkey, s->mr->rkey);
+    say("registered %d-byte MR for QP %s: lkey 0x%x rkey 0x%x", BUF_SIZE, s->name, s->mr->lkey,
+        s->mr->rkey);
 
     struct ibv_qp_init_attr qa = {
         .send_cq = cq,
@@ -239,7 +239,7 @@ static int destroy_side(struct side *s)
 
 static int exchange(struct side *a, struct side *b, struct ibv_cq *cq)
 {
-    struct wc_log log = {0};
+    struct wc_log log = { 0 };
 
     /* Distinct patterns so a misplaced or stale byte shows. */
     for (int i = 0; i < WRITE_LEN; i++)
@@ -250,11 +250,16 @@ static int exchange(struct side *a, struct side *b, struct ibv_cq *cq)
 
     /* RDMA WRITE a -> b: the responder's CPU is not involved. */
     struct ibv_sge wsge = {
-        .addr = (uintptr_t)(a->buf + WRITE_OFF), .length = WRITE_LEN, .lkey = a->mr->lkey,
+        .addr = (uintptr_t)(a->buf + WRITE_OFF),
+        .length = WRITE_LEN,
+        .lkey = a->mr->lkey,
     };
     struct ibv_send_wr wwr = {
-        .wr_id = WR_WRITE, .sg_list = &wsge, .num_sge = 1,
-        .opcode = IBV_WR_RDMA_WRITE, .send_flags = IBV_SEND_SIGNALED,
+        .wr_id = WR_WRITE,
+        .sg_list = &wsge,
+        .num_sge = 1,
+        .opcode = IBV_WR_RDMA_WRITE,
+        .send_flags = IBV_SEND_SIGNALED,
         .wr.rdma = { .remote_addr = (uintptr_t)(b->buf + WRITE_OFF), .rkey = b->mr->rkey },
     };
     struct ibv_send_wr *bad = NULL;
@@ -270,7 +275,9 @@ static int exchange(struct side *a, struct side *b, struct ibv_cq *cq)
 
     /* SEND a -> RECV b. */
     struct ibv_sge rsge = {
-        .addr = (uintptr_t)(b->buf + SEND_OFF), .length = BUF_SIZE - SEND_OFF, .lkey = b->mr->lkey,
+        .addr = (uintptr_t)(b->buf + SEND_OFF),
+        .length = BUF_SIZE - SEND_OFF,
+        .lkey = b->mr->lkey,
     };
     struct ibv_recv_wr rwr = { .wr_id = WR_RECV, .sg_list = &rsge, .num_sge = 1 };
     struct ibv_recv_wr *rbad = NULL;
@@ -278,11 +285,16 @@ static int exchange(struct side *a, struct side *b, struct ibv_cq *cq)
         return -1;
 
     struct ibv_sge ssge = {
-        .addr = (uintptr_t)(a->buf + SEND_OFF), .length = SEND_LEN, .lkey = a->mr->lkey,
+        .addr = (uintptr_t)(a->buf + SEND_OFF),
+        .length = SEND_LEN,
+        .lkey = a->mr->lkey,
     };
     struct ibv_send_wr swr = {
-        .wr_id = WR_SEND, .sg_list = &ssge, .num_sge = 1,
-        .opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED,
+        .wr_id = WR_SEND,
+        .sg_list = &ssge,
+        .num_sge = 1,
+        .opcode = IBV_WR_SEND,
+        .send_flags = IBV_SEND_SIGNALED,
     };
     if (check_rc("ibv_post_send(SEND)", ibv_post_send(a->qp, &swr, &bad)))
         return -1;
@@ -358,9 +370,9 @@ static int run(void)
     struct ibv_port_attr pa;
     if (check_rc("ibv_query_port", ibv_query_port(ctx, 1, &pa)))
         goto out;
-    say("port 1: %s, active_mtu %d, link_layer %s, gid_tbl_len %d",
-        ibv_port_state_str(pa.state), 128 << pa.active_mtu,
-        pa.link_layer == IBV_LINK_LAYER_ETHERNET ? "Ethernet" : "InfiniBand", pa.gid_tbl_len);
+    say("port 1: %s, active_mtu %d, link_layer %s, gid_tbl_len %d", ibv_port_state_str(pa.state),
+        128 << pa.active_mtu, pa.link_layer == IBV_LINK_LAYER_ETHERNET ? "Ethernet" : "InfiniBand",
+        pa.gid_tbl_len);
     if (pa.state != IBV_PORT_ACTIVE) {
         fprintf(stderr, "rxe_open: port 1 is %s, not ACTIVE\n", ibv_port_state_str(pa.state));
         fail("ibv_query_port (port state)", ENETDOWN);
@@ -395,10 +407,9 @@ static int run(void)
     /* rxe: loopback through the same port; MTU capped so the path works on
      * any RoCE link. */
     enum ibv_mtu mtu = pa.active_mtu < IBV_MTU_1024 ? pa.active_mtu : IBV_MTU_1024;
-    if (to_init(a.qp) || to_init(b.qp) ||
-        to_rtr(a.qp, b.qp->qp_num, b.psn, &gid, gid_index, mtu) ||
-        to_rtr(b.qp, a.qp->qp_num, a.psn, &gid, gid_index, mtu) ||
-        to_rts(a.qp, a.psn) || to_rts(b.qp, b.psn))
+    if (to_init(a.qp) || to_init(b.qp) || to_rtr(a.qp, b.qp->qp_num, b.psn, &gid, gid_index, mtu) ||
+        to_rtr(b.qp, a.qp->qp_num, a.psn, &gid, gid_index, mtu) || to_rts(a.qp, a.psn) ||
+        to_rts(b.qp, b.psn))
         goto out;
     say("QPs A 0x%06x <-> B 0x%06x connected (INIT -> RTR -> RTS, GID index %d, MTU %d)",
         a.qp->qp_num, b.qp->qp_num, gid_index, 128 << mtu);
