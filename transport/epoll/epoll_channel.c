@@ -185,6 +185,7 @@ static void do_read(struct rill_epoll_channel *t)
         size_t cap;
         uint8_t *p = rill_buf_write_ptr(b, 1, &cap);
         ssize_t n = sys_read(t->fd, p, cap);
+        int rerr = n < 0 ? errno : 0; /* before the release below can touch errno */
         if (n > 0) {
             rill_buf_advance_writer(b, (size_t)n);
             total += (size_t)n;
@@ -204,12 +205,12 @@ static void do_read(struct rill_epoll_channel *t)
         if (n == 0) {
             eof = true;
             t->in_ready = false;
-        } else if (errno == EINTR) {
+        } else if (rerr == EINTR) {
             continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        } else if (rerr == EAGAIN || rerr == EWOULDBLOCK) {
             t->in_ready = false;
         } else {
-            err = -errno;
+            err = -rerr;
         }
         break;
     }
