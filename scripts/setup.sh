@@ -13,6 +13,9 @@ PACKAGES=(
     qemu-system-x86 busybox-static iproute2 xz-utils ibverbs-utils rdmacm-utils perftest
     # echo benchmark peers (bench/echo): libevent, libuv, Netty 4.1 on Java 17
     libevent-dev libuv1-dev libnetty-java openjdk-17-jdk-headless
+    # codec tests and benchmarks (real clients and peers): libFuzzer, curl, wrk,
+    # redis-cli and redis-benchmark, redis-server and nginx
+    clang libclang-rt-14-dev curl wrk redis-tools redis-server nginx-light
 )
 
 missing=()
