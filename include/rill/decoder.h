@@ -40,6 +40,11 @@
  * the error and the text travels down the pipeline, and the channel is
  * closed unless the options say otherwise.
  *
+ * Errors the stream survives (a frame over its limit that the decoder
+ * skipped) are raised with rill_decoder_raise instead: the exception event
+ * fires, the channel closes unless keep_open_on_error is set, and the
+ * decoder goes on otherwise.
+ *
  * Messages that are not rill_bufs pass through untouched. When the channel
  * goes inactive, or the peer shuts its output down, what is left is decoded
  * once more and then given to decode_last once. When the decoder is
@@ -86,8 +91,9 @@ struct rill_decoder_options {
     /* Decode at most one message per read (for protocol switches: the
      * handler after the decoder may replace it before the next one). */
     bool single_decode;
-    /* Keep the channel open when decoding fails (the decoder still drops
-     * all later input). Default false: close. */
+    /* Keep the channel open after an error: a failed decoder drops all
+     * later input, a raised (recoverable) error lets decoding go on.
+     * Default false: close on any decode error. */
     bool keep_open_on_error;
 };
 
@@ -99,7 +105,7 @@ struct rill_decoder {
     struct rill_buf *_cum;
     struct rill_msg **_out; /* messages emitted by the running decode step */
     uint32_t _nout, _aout;
-    size_t _max_cum;
+    struct rill_decoder_options _opt;
     uint32_t _flags;
     int _err;
     char _why[160];
@@ -122,6 +128,18 @@ void rill_decoder_emit(struct rill_decoder *d, struct rill_msg *msg);
  * truncated to 159 bytes) travels with the exception event. */
 int rill_decoder_fail(struct rill_decoder *d, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Loop thread (decode step). Report a recoverable error (Netty's
+ * TooLongFrameException after the frame was discarded): the exception event
+ * (@err, the text) fires after the messages emitted before it, and the
+ * channel is closed unless the options keep it open; decoding goes on
+ * while it is open. Returns 0, so a decode step can `return
+ * rill_decoder_raise(...)` after skipping the bad bytes. */
+int rill_decoder_raise(struct rill_decoder *d, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Loop thread. The options in force (copied at init). */
+const struct rill_decoder_options *rill_decoder_options(const struct rill_decoder *d);
 
 /* The context the decoder runs in (borrowed). */
 static inline struct rill_ctx *rill_decoder_ctx(const struct rill_decoder *d)

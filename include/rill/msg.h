@@ -29,6 +29,10 @@ typedef void rill_msg_destroy_fn(struct rill_msg *m);
 enum rill_msg_type {
     RILL_MSG_BUF = 1,
     RILL_MSG_FILE_REGION = 2,
+    RILL_MSG_STRING = 3, /* codec: a string message (string_codec.h) */
+    RILL_MSG_HTTP = 16,  /* codec: HTTP messages (http.h), 16..23 */
+    RILL_MSG_RESP = 24,  /* codec: a RESP value (resp.h) */
+    RILL_MSG_RPC = 32,   /* rpc: frames and calls, 32..39 */
     RILL_MSG_USER = 256,
 };
 
