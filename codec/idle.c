@@ -183,7 +183,8 @@ static void tick(struct rill__idle *idle, int k)
 {
     rill_timer_release(idle->timer[k]);
     idle->timer[k] = NULL;
-    if (idle->state != ST_RUNNING)
+    /* A channel closing (inactive is on its way) is not idle any more. */
+    if (idle->state != ST_RUNNING || !rill_channel_is_active(rill_ctx_channel(idle->ctx)))
         return;
     uint64_t left = remaining(idle, k, rill_loop_now(idle->loop));
     if (left) {
