@@ -102,7 +102,7 @@ function spread(key, m,    i, lo, hi, md, x, n) {
     if (md + 0 == 0) return "-"
     n = 0
     for (i = 1; i <= cnt[key]; i++) {
-        if (!used(key, i)) continue
+        if (!used(key, i) || val[key, m, i] == "na") continue
         x = val[key, m, i] + 0
         if (n++ == 0 || x < lo) lo = x
         if (n == 1 || x > hi) hi = x
@@ -152,7 +152,7 @@ BEGIN { nm = split("req_s p50_us p99_us srv_cpu_us_req cli_cpu_us_req resp_bytes
     rnd[key, n] = f["round"]
     ok[key, n] = f["others_pct"] == "na" || f["others_pct"] + 0 <= max_other + 0
     if (ok[key, n]) clean[key] = 1
-    err[key] += f["non2xx"] + f["sock_errors"]
+    err[key] += f["non2xx"] + f["sock_errors"] + f["wrk_failed"]
     if (f["verified"] != 1) bad[key] = 1
 }
 END {
@@ -181,7 +181,7 @@ END {
     print "headers included. rounds: used / run (a round in which other processes took more than " max_other "% of"
     print "the pinned CPUs is left out when the cell has undisturbed rounds). spread: (max - min) / median of"
     print "req/s. other load: share of the pinned CPUs taken by other processes; other CPUs: how busy the"
-    print "CPUs outside the set were. errors: non-2xx responses + socket errors over all rounds; a cell with"
+    print "CPUs outside the set were. errors: non-2xx responses + socket errors (+1 per failed wrk run) over all rounds; a cell with"
     print "errors, or whose server failed the curl check, is INVALID."
 }' "$1"
 }
@@ -453,6 +453,8 @@ for ((r = 1; r <= rounds; r++)); do
                     if [ "$rc" != 0 ] || ! grep -q '^Requests/sec:' "$wlog"; then
                         echo "run.sh: round $r $label c$c: wrk failed (status $rc): $(tr '\n' ' ' <"$wlog")" >&2
                         status=1
+                        line="requests=0 req_s=na p50_us=na p99_us=na non2xx=0 sock_errors=0 wrk_failed=1 srv_cpu_us_req=na cli_cpu_us_req=na others_pct=na other_cpus_pct=na"
+                        cp "$wlog" "$wlog.kept"
                         break
                     fi
                     fields=$(parse_wrk "$wlog")
@@ -474,7 +476,7 @@ for ((r = 1; r <= rounds; r++)); do
                 [ -f "$wlog.kept" ] && mv "$wlog.kept" "$wlog"
                 [ -n "$line" ] || continue
                 echo "round=$r server=$s workers=$w cpus=$cpus conns=$c threads=$threads seconds=$duration $line resp_bytes=$resp_bytes verified=1" >>"$results"
-                case "$line" in *" non2xx=0 sock_errors=0 "*) ;; *) status=1 ;; esac
+                case "$line" in *" non2xx=0 sock_errors=0 s"*) ;; *) status=1 ;; esac
                 printf 'run.sh: round %d %-5s w%d c%-3s %s\n' "$r" "$s" "$w" "$c" \
                     "$(echo "$line" | grep -o 'req_s=[^ ]*\|p50_us=[^ ]*\|p99_us=[^ ]*\|srv_cpu_us_req=[^ ]*\|non2xx=[^ ]*\|sock_errors=[^ ]*\|others_pct=[^ ]*' | tr '\n' ' ')" >&2
             done
