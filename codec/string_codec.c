@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "rill/buf.h"
+#include "rill/channel.h"
 #include "rill/encoder.h"
 #include "rill/error.h"
 #include "rill/log.h"
@@ -155,7 +156,7 @@ static void sd_error(struct rill_ctx *ctx, int err, const char *why)
     rill_ctx_fire_exception(ctx, err, why);
     if (!s->keep_open) {
         s->failed = true;
-        rill_ctx_close(ctx, NULL);
+        rill_channel_close_with(rill_ctx_channel(ctx), err, NULL);
     }
 }
 
