@@ -487,6 +487,9 @@ static int parse(struct rill__resp_codec *c, const struct src *s, struct rill_bu
                 return perr(c, RILL_EDECODE, "Protocol error: expected '$', got '%s'",
                             byte_name(t, tmp));
         }
+        if (!memchr("+-:$*_#,(!=%~|>", t, 15) || t == 0)
+            return perr(c, RILL_EDECODE, "Protocol error: unknown type byte '%s'",
+                        byte_name(t, tmp));
         /* The line: content of up to max_line bytes, then CRLF. */
         size_t lim = off + 1 + (size_t)c->cfg.max_line + 2;
         size_t from = ps->scan > off + 1 ? ps->scan : off + 1;
@@ -631,8 +634,7 @@ static int parse(struct rill__resp_codec *c, const struct src *s, struct rill_bu
             break;
         }
         default:
-            return perr(c, RILL_EDECODE, "Protocol error: unknown type byte '%s'",
-                        byte_name(t, tmp));
+            return -EINVAL; /* unreachable: checked above */
         }
         ps->off = next;
         if (value_done(ps))
