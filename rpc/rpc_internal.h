@@ -1,0 +1,63 @@
+/* Private to rpc/: frame encoding, connection-local name interning, RCU
+ * thread registration, ThreadSanitizer annotations. */
+#ifndef RILL_RPC_INTERNAL_H
+#define RILL_RPC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rill/rpc_frame.h"
+
+struct rill_buf;
+
+/* ThreadSanitizer cannot see the ordering liburcu's hash table provides
+ * (its atomics are inline assembly in an uninstrumented library), so
+ * publication and reclamation are annotated as release/acquire pairs. */
+#if defined(__SANITIZE_THREAD__)
+#define RILL_RPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RILL_RPC_TSAN 1
+#endif
+#endif
+#ifdef RILL_RPC_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define rill__rpc_tsan_acquire(p) __tsan_acquire(p)
+#define rill__rpc_tsan_release(p) __tsan_release(p)
+#else
+#define rill__rpc_tsan_acquire(p) ((void)(p))
+#define rill__rpc_tsan_release(p) ((void)(p))
+#endif
+
+/* Encoder-side interning: (service, method) -> small id, per connection. */
+struct rill__rpc_intern {
+    struct rill__rpc_name {
+        char *service, *method;
+        uint32_t hash;
+    } *v;
+    uint32_t n, alloc;
+    uint32_t *slots; /* open addressing: index + 1, 0 = empty */
+    uint32_t nslots;
+};
+
+void rill__rpc_intern_free(struct rill__rpc_intern *t);
+/* The id (>= 1) of the pair, or 0 when not yet defined. */
+uint32_t rill__rpc_intern_find(const struct rill__rpc_intern *t, const char *service,
+                               const char *method);
+/* Define the pair; returns its id (n + 1) or -ENOMEM / RILL_ETOOLARGE. */
+int rill__rpc_intern_add(struct rill__rpc_intern *t, const char *service, const char *method);
+
+/* Encode @f into *@out (the encoder base's buffer): length, header, body,
+ * then the payload appended without copying. Request names come from
+ * @names (defined there on first use). Returns 0, RILL_ETOOLARGE (over
+ * @max_frame; nothing is defined then), -EINVAL or -ENOMEM. */
+int rill__rpc_encode(const struct rill_rpc_frame *f, struct rill__rpc_intern *names,
+                     size_t max_frame, struct rill_buf **out);
+
+/* Make the calling thread an RCU reader (once per thread; undone when the
+ * thread exits). */
+void rill__rpc_rcu_register(void);
+
+#endif /* RILL_RPC_INTERNAL_H */
