@@ -246,17 +246,34 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-http.XXXXXX")
 
 # ---- nothing stays behind ----
 server_pid="" server_pids=() wrk_pid=""
+alive() { # alive pid: running, not a zombie waiting to be reaped
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    [ "${s%% *}" != Z ]
+}
+stop_all() { # stop_all pid...: SIGTERM, up to 5 s, then SIGKILL; reap our children
+    local p i
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        for p in "$@"; do alive "$p" && break; done
+        alive "$p" || break
+        sleep 0.1
+    done
+    for p in "$@"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
 cleanup() {
-    local p
-    if [ -n "$wrk_pid" ]; then
+    local i
+    if [ -n "$wrk_pid" ]; then # the wrapper shell ends, and reaps the client, once the client is gone
         pkill -TERM -P "$wrk_pid" 2>/dev/null || true
-        kill -TERM "$wrk_pid" 2>/dev/null || true
+        for ((i = 0; i < 20; i++)); do alive "$wrk_pid" && sleep 0.1; done
+        pkill -KILL -P "$wrk_pid" 2>/dev/null || true
+        stop_all "$wrk_pid"
     fi
-    if [ -n "$server_pid" ]; then
-        for p in "$server_pid" "${server_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-        sleep 0.5
-        for p in "$server_pid" "${server_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    fi
+    [ -n "$server_pid" ] && stop_all "$server_pid" "${server_pids[@]}"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -360,10 +377,10 @@ stop_server() { # stop_server label log
     if kill -0 "$server_pid" 2>/dev/null; then
         echo "run.sh: $1 ignored SIGTERM for 10 s; killed" >&2
         kill -KILL "$server_pid" 2>/dev/null || true
+        for p in "${server_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done # nginx workers
         status=1
     fi
     wait "$server_pid" 2>/dev/null || rc=$?
-    for p in "${server_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     if [ "$rc" != 0 ] && [ "$rc" != 143 ]; then # 143: ended by the SIGTERM itself
         echo "run.sh: $1 exited with status $rc (log: $2)" >&2
         status=1
@@ -386,6 +403,7 @@ verify() { # verify label port -> resp_bytes
         ! grep -qi '^content-length: *5'$'\r''\?$' "$tmp/headers"; then
         echo "run.sh: $label does not answer GET / with 200 \"hello\" (Content-Length 5) on a kept-alive connection:" >&2
         echo "    curl: $(echo "$w" | tr '\n' ';') (code, header bytes, body bytes, new connections)" >&2
+        echo "    bodies: \"$(head -c 80 "$tmp/body1")\" \"$(head -c 80 "$tmp/body2")\"" >&2
         sed 's/^/    /' "$tmp/headers" >&2
         return 1
     fi

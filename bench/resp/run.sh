@@ -269,16 +269,34 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-resp.XXXXXX")
 
 # ---- nothing stays behind ----
 server_pid="" bench_pid=""
+alive() { # alive pid: running, not a zombie waiting to be reaped
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    [ "${s%% *}" != Z ]
+}
+stop_all() { # stop_all pid...: SIGTERM, up to 5 s, then SIGKILL; reap our children
+    local p i
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        for p in "$@"; do alive "$p" && break; done
+        alive "$p" || break
+        sleep 0.1
+    done
+    for p in "$@"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
 cleanup() {
-    if [ -n "$bench_pid" ]; then
+    local i
+    if [ -n "$bench_pid" ]; then # the wrapper shell ends, and reaps the client, once the client is gone
         pkill -TERM -P "$bench_pid" 2>/dev/null || true
-        kill -TERM "$bench_pid" 2>/dev/null || true
+        for ((i = 0; i < 20; i++)); do alive "$bench_pid" && sleep 0.1; done
+        pkill -KILL -P "$bench_pid" 2>/dev/null || true
+        stop_all "$bench_pid"
     fi
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        sleep 0.5
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
+    [ -n "$server_pid" ] && stop_all "$server_pid"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
