@@ -28,7 +28,7 @@ struct codec {
     struct rill__rpc_intern enc;
     struct {
         char *service, *method;
-    } *dec_names;
+    } * dec_names;
     uint32_t ndec, adec;
 };
 
@@ -565,9 +565,9 @@ static int codec_added(struct rill_ctx *ctx)
         memcpy(c->auth, c->o.auth, c->o.auth_len);
     c->o.auth = NULL;
     /* Room for one whole frame plus the start of the next. */
-    struct rill_decoder_options dopt = { .max_cumulation = c->o.max_frame + 8 +
-                                                           RILL_RPC_PREAMBLE_LEN +
-                                                           RILL_RPC_AUTH_MAX };
+    struct rill_decoder_options dopt = {
+        .max_cumulation = c->o.max_frame + 8 + RILL_RPC_PREAMBLE_LEN + RILL_RPC_AUTH_MAX
+    };
     int rc = rill_decoder_init(&c->dec, ctx, &codec_dec_ops, &dopt);
     if (rc)
         return rc;

@@ -36,7 +36,7 @@ struct rill__rpc_intern {
     struct rill__rpc_name {
         char *service, *method;
         uint32_t hash;
-    } *v;
+    } * v;
     uint32_t n, alloc;
     uint32_t *slots; /* open addressing: index + 1, 0 = empty */
     uint32_t nslots;

@@ -42,12 +42,12 @@
 struct rill_buf;
 struct rill_handler;
 
-#define RILL_RPC_MAGIC        "RILL"
-#define RILL_RPC_VERSION      1
-#define RILL_RPC_PREAMBLE_LEN 8    /* magic, version, flags, auth length */
-#define RILL_RPC_AUTH_MAX     1024 /* largest auth token in a preamble */
-#define RILL_RPC_HEADER_LEN   14   /* length(4) type(1) flags(1) id(8) */
-#define RILL_RPC_NAME_MAX     255  /* service and method names, bytes */
+#define RILL_RPC_MAGIC             "RILL"
+#define RILL_RPC_VERSION           1
+#define RILL_RPC_PREAMBLE_LEN      8    /* magic, version, flags, auth length */
+#define RILL_RPC_AUTH_MAX          1024 /* largest auth token in a preamble */
+#define RILL_RPC_HEADER_LEN        14   /* length(4) type(1) flags(1) id(8) */
+#define RILL_RPC_NAME_MAX          255  /* service and method names, bytes */
 #define RILL_RPC_MAX_FRAME_DEFAULT ((size_t)16 << 20)
 #define RILL_RPC_MAX_FRAME_MIN     64
 #define RILL_RPC_INTERN_MAX        4096 /* method names one connection may define */
@@ -178,12 +178,12 @@ enum rill_rpc_role {
 
 struct rill_rpc_codec_opts {
     enum rill_rpc_role role;
-    size_t max_frame;    /* largest frame in either direction (bytes after the
-                            length field); default RILL_RPC_MAX_FRAME_DEFAULT */
-    const void *auth;    /* client: token sent in the preamble (copied at add) */
-    size_t auth_len;     /* <= RILL_RPC_AUTH_MAX */
-    uint8_t version;     /* client: version to announce (tests); default 1 */
-    uint8_t flags;       /* client: preamble flags; none are defined in v1 */
+    size_t max_frame; /* largest frame in either direction (bytes after the
+                         length field); default RILL_RPC_MAX_FRAME_DEFAULT */
+    const void *auth; /* client: token sent in the preamble (copied at add) */
+    size_t auth_len;  /* <= RILL_RPC_AUTH_MAX */
+    uint8_t version;  /* client: version to announce (tests); default 1 */
+    uint8_t flags;    /* client: preamble flags; none are defined in v1 */
 };
 
 /* Thread: any. Defaults for @role. */

@@ -207,8 +207,8 @@ Test(rpc_frame, payload_is_a_view_of_the_input)
     uint8_t *bytes = encode_frames(&len, &n, v);
     struct rill_embedded *e = rt_codec(RILL_RPC_ROLE_SERVER, NULL);
     cr_assert_geq(rill_test_feed(e, bytes, len), 0);
-    rill_msg_release(rill_embedded_read_inbound(e));  /* preamble */
-    rill_msg_release(rill_embedded_read_inbound(e));  /* request 1 */
+    rill_msg_release(rill_embedded_read_inbound(e));    /* preamble */
+    rill_msg_release(rill_embedded_read_inbound(e));    /* request 1 */
     struct rill_msg *m = rill_embedded_read_inbound(e); /* request 2: 3000 bytes */
     struct rill_rpc_frame *f = rill_rpc_frame_from_msg(m);
     cr_assert_not_null(f);
@@ -355,8 +355,8 @@ static void reject_frame(const uint8_t *frame, size_t len, int err, const char *
     uint8_t buf[256];
     memcpy(buf, "RILL\x01\x00\x00\x00", 8);
     memcpy(buf + 8, frame, len);
-    expect_rejected(buf, len + 8, err, needle, err == RILL_ETOOLARGE ? RILL_RPC_RESOURCE_EXHAUSTED
-                                                                      : RILL_RPC_INTERNAL);
+    expect_rejected(buf, len + 8, err, needle,
+                    err == RILL_ETOOLARGE ? RILL_RPC_RESOURCE_EXHAUSTED : RILL_RPC_INTERNAL);
 }
 
 Test(rpc_frame, malformed_frames_name_the_problem)
@@ -491,4 +491,38 @@ Test(rpc_frame, status_mapping)
     cr_assert_eq(rill_rpc_status_to_err(RILL_RPC_USER + 5), -EIO);
     cr_assert_eq(rill_rpc_status_from_err(RILL_ECLOSED), RILL_RPC_UNAVAILABLE);
     cr_assert_str_eq(rill_rpc_status_name(RILL_RPC_USER + 1), "USER");
+}
+
+/* The example in docs/rpc-wire.md, byte for byte. */
+Test(rpc_frame, wire_example_of_the_docs)
+{
+    static const uint8_t want[] = { 'R', 'I', 'L', 'L',  1,    0,    0,   0,   0,   0,   0,   0x22,
+                                    1,   2,   0,   0,    0,    0,    0,   0,   0,   1,   0,   0,
+                                    0,   1,   4,   'c',  'a',  'l',  'c', 3,   'a', 'd', 'd', 0,
+                                    0,   0,   0,   0x3b, 0x9a, 0xca, 0,   '1', ' ', '2' };
+    struct rill_embedded *e = rt_codec(RILL_RPC_ROLE_CLIENT, NULL);
+    struct rill_rpc_frame *f;
+    cr_assert_eq(rill_rpc_frame_new(RILL_RPC_REQUEST, 1, &f), 0);
+    cr_assert_eq(rill_rpc_frame_set_names(f, "calc", "add"), 0);
+    f->deadline_ns = 1000000000ull;
+    rill_rpc_frame_set_payload(f, rt_buf("1 2"));
+    cr_assert_geq(rill_embedded_write_outbound(e, &f->msg), 0);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    rt_drain_bytes(e, &out, &len);
+    cr_assert_eq(len, sizeof(want));
+    cr_assert_eq(memcmp(out, want, len), 0);
+    free(out);
+    static const uint8_t resp[] = { 0, 0, 0, 0x0f, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, '3' };
+    struct rill_embedded *c = rt_codec(RILL_RPC_ROLE_CLIENT, NULL);
+    rill_test_feed(c, resp, sizeof(resp));
+    struct rill_msg *m = rill_embedded_read_inbound(c);
+    f = rill_rpc_frame_from_msg(m);
+    cr_assert_not_null(f);
+    cr_assert_eq(f->type, RILL_RPC_RESPONSE);
+    cr_assert_eq(f->status, RILL_RPC_OK);
+    cr_assert(rt_buf_is(f->payload, "3"));
+    rill_msg_release(m);
+    rill_embedded_free(c);
+    rill_embedded_free(e);
 }
