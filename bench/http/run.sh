@@ -181,8 +181,8 @@ END {
     print "headers included. rounds: used / run (a round in which other processes took more than " max_other "% of"
     print "the pinned CPUs is left out when the cell has undisturbed rounds). spread: (max - min) / median of"
     print "req/s. other load: share of the pinned CPUs taken by other processes; other CPUs: how busy the"
-    print "CPUs outside the set were. errors: non-2xx responses + socket errors (+1 per failed wrk run) over all rounds; a cell with"
-    print "errors, or whose server failed the curl check, is INVALID."
+    print "CPUs outside the set were. errors: non-2xx responses + socket errors + failed wrk runs, over all"
+    print "rounds; a cell with errors, or whose server failed the curl check, is INVALID."
 }' "$1"
 }
 
