@@ -20,6 +20,7 @@ struct delim_state {
     size_t max;
     bool keep, fail_fast;
     bool discarding;    /* skipping a frame over the limit up to its delimiter */
+    bool ending;        /* the input ended: no delimiter can still complete */
     unsigned n;         /* delimiters */
     size_t longest;     /* longest delimiter */
     size_t scanned;     /* no delimiter starts before this offset */
@@ -35,6 +36,53 @@ static int delim_too_long(struct delim_state *s, uint64_t len, bool gone)
         "frame of %s%llu bytes before its delimiter exceeds the limit of %zu%s",
         gone ? "" : "over ", (unsigned long long)len, s->max,
         gone ? "; discarded" : "; discarding it");
+}
+
+/* True when delimiter @k may begin at offset @q and run past the @n
+ * readable bytes: the bytes from @q on are a prefix of it. */
+static bool partial_at(const struct delim_state *s, const struct rill_buf *in, const uint8_t *p,
+                       size_t n, unsigned k, size_t q)
+{
+    if (p)
+        return memcmp(p + q, s->bytes[k], n - q) == 0;
+    return rill_buf_equal_bytes(in, rill_buf_reader_index(in) + q, s->bytes[k], n - q);
+}
+
+/* Delimiter @w was found at @at, near the end of the readable bytes. Is it
+ * too early to tell that it ends the shortest frame? Another delimiter may
+ * begin before it (or at it, when listed first) with its rest still to
+ * come: "a#" with "##" and "#" must wait for the next byte, so that frames
+ * don't depend on how the input was cut into reads. */
+static bool could_start_earlier(const struct delim_state *s, const struct rill_buf *in,
+                                const uint8_t *p, size_t n, size_t at, unsigned w)
+{
+    for (unsigned k = 0; k < s->n; k++) {
+        if (k == w)
+            continue;
+        size_t len = s->len[k];
+        size_t lo = n + 1 > len ? n + 1 - len : 0; /* starts that run past the end */
+        size_t end = k < w ? at + 1 : at;          /* starts that would win */
+        for (size_t q = lo; q < end; q++)
+            if (partial_at(s, in, p, n, k, q))
+                return true;
+    }
+    return false;
+}
+
+/* At the end of input nothing more can complete a delimiter: decide with
+ * what is there. */
+static int delim_decode(struct rill_decoder *d, struct rill_buf *in);
+
+static int delim_decode_last(struct rill_decoder *d, struct rill_buf *in)
+{
+    struct delim_state *s = (struct delim_state *)d;
+    s->ending = true;
+    for (;;) {
+        size_t before = rill_buf_readable(in);
+        int rc = delim_decode(d, in);
+        if (rc != 0 || rill_buf_readable(in) == before || rill_decoder_error(d))
+            return rc;
+    }
 }
 
 /* No delimiter in the @n readable bytes. */
@@ -67,6 +115,7 @@ static int delim_decode(struct rill_decoder *d, struct rill_buf *in)
      * one only matters if it starts before @at. */
     ssize_t at = -1;
     size_t dlen = 0;
+    unsigned w = 0;
     for (unsigned i = 0; i < s->n; i++) {
         /* A match that starts before at ends by at - 1 + len. */
         size_t to = at < 0 ? n : (size_t)at - 1 + s->len[i];
@@ -75,11 +124,14 @@ static int delim_decode(struct rill_decoder *d, struct rill_buf *in)
         ssize_t j = rill__frame_find(in, p, s->scanned, to, s->bytes[i], s->len[i]);
         if (j >= 0) {
             at = j;
+            w = i;
             dlen = s->len[i];
         }
     }
     if (at < 0)
         return delim_partial(s, in, n);
+    if (!s->ending && (size_t)at + s->longest > n && could_start_earlier(s, in, p, n, at, w))
+        return 0;
     s->scanned = 0;
     size_t len = (size_t)at;
     if (s->discarding) {
@@ -100,7 +152,10 @@ static int delim_decode(struct rill_decoder *d, struct rill_buf *in)
     return rc;
 }
 
-static const struct rill_decoder_ops delim_ops = { .decode = delim_decode };
+static const struct rill_decoder_ops delim_ops = {
+    .decode = delim_decode,
+    .decode_last = delim_decode_last,
+};
 
 static int delim_added(struct rill_ctx *ctx)
 {

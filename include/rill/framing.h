@@ -127,10 +127,14 @@ extern const struct rill_handler rill_line_decoder;
  *
  * A frame ends at any of up to RILL_DELIMITERS_MAX delimiters. When
  * several occur, the one giving the shortest frame wins (on a tie, the one
- * listed first). The limit counts the bytes before the delimiter; frames
- * over it are discarded up to their delimiter and raised as RILL_ETOOLARGE
- * (see fail_fast above). Bytes after the last delimiter when the input ends
- * are dropped. */
+ * listed first). A frame is cut only once no delimiter that would win can
+ * still complete with bytes to come ("a#" with "##" listed before "#"
+ * waits for the next byte), so frames never depend on how the input was
+ * split into reads; when the input ends, what is left is decided as it is.
+ * The limit counts the bytes before the delimiter; frames over it are
+ * discarded up to their delimiter and raised as RILL_ETOOLARGE (see
+ * fail_fast above). Bytes after the last delimiter when the input ends are
+ * dropped. */
 #define RILL_DELIMITERS_MAX    8
 #define RILL_DELIMITER_MAX_LEN 32
 
