@@ -1,0 +1,326 @@
+/* The RPC client handler through the embedded channel (frames in and out,
+ * no codec): responses in any order, server statuses, deadlines on the
+ * manual clock with their CANCEL frames, explicit cancel, GOAWAY, the
+ * connection closing with calls in flight, oversize requests, pings, and
+ * calls started from another thread.
+ *
+ * rill-test-labels: threaded
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#include "rill/channel.h"
+#include "rill/clock.h"
+#include "rill/future.h"
+#include "rill/rpc_client.h"
+#include "tests/rpc/rpc_test.h"
+#include "util/testutil.h"
+
+TestSuite(rpc_client, .timeout = 30, .fini = rill_test_no_leaks);
+
+static struct rill_embedded *client(const struct rill_rpc_client_opts *o)
+{
+    struct rill_embedded_handler h = { "rpc-client", &rill_rpc_client_handler, (void *)o };
+    struct rill_embedded *e = NULL;
+    cr_assert_eq(rill_embedded_new(&h, 1, &e), 0);
+    return e;
+}
+
+static struct rill_rpc_call *start(struct rill_embedded *e, const char *method, const char *body,
+                                   uint64_t timeout_ns)
+{
+    struct rill_rpc_call_opts o;
+    rill_rpc_call_opts_init(&o);
+    o.timeout_ns = timeout_ns;
+    struct rill_rpc_call *c;
+    cr_assert_eq(rill_rpc_call_start(rill_embedded_channel(e), "svc", method,
+                                     body ? rt_buf(body) : NULL, &o, &c),
+                 0);
+    rill_embedded_run_pending(e);
+    return c;
+}
+
+/* The next frame written by the handler (one reference). */
+static struct rill_rpc_frame *sent(struct rill_embedded *e)
+{
+    struct rill_msg *m = rill_embedded_read_outbound(e);
+    struct rill_rpc_frame *f = rill_rpc_frame_from_msg(m);
+    cr_assert_not_null(f, "a frame was written");
+    return f;
+}
+
+static void respond(struct rill_embedded *e, uint64_t id, int status, const char *msg,
+                    const char *body)
+{
+    struct rill_rpc_frame *f;
+    cr_assert_eq(rill_rpc_frame_new(RILL_RPC_RESPONSE, id, &f), 0);
+    cr_assert_eq(rill_rpc_frame_set_status(f, status, msg), 0);
+    if (body)
+        rill_rpc_frame_set_payload(f, rt_buf(body));
+    rill_embedded_write_inbound(e, &f->msg);
+}
+
+static void expect_ok(struct rill_rpc_call *c, const char *body)
+{
+    cr_assert(rill_promise_is_done(rill_rpc_call_future(c)));
+    cr_assert_eq(rill_rpc_call_wait(c, 0), 0);
+    cr_assert_eq(rill_rpc_call_status(c), RILL_RPC_OK);
+    struct rill_buf *r = rill_rpc_call_response(c);
+    cr_assert(rt_buf_is(r, body), "response body");
+    if (r)
+        rill_buf_release(r);
+}
+
+static void expect_status(struct rill_rpc_call *c, int status, const char *needle)
+{
+    cr_assert(rill_promise_is_done(rill_rpc_call_future(c)), "the call ended");
+    cr_assert_eq(rill_rpc_call_wait(c, 0), rill_rpc_status_to_err(status));
+    cr_assert_eq(rill_rpc_call_status(c), status, "status %s, expected %s",
+                 rill_rpc_status_name(rill_rpc_call_status(c)), rill_rpc_status_name(status));
+    const char *m = rill_rpc_call_status_msg(c);
+    cr_assert(m && strstr(m, needle), "message \"%s\" lacks \"%s\"", m ? m : "", needle);
+    cr_assert_null(rill_rpc_call_response(c));
+}
+
+Test(rpc_client, responses_in_any_order)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c[3];
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        char body[8];
+        snprintf(body, sizeof(body), "q%d", i);
+        c[i] = start(e, "m", body, 0);
+        struct rill_rpc_frame *f = sent(e);
+        cr_assert_eq(f->type, RILL_RPC_REQUEST);
+        cr_assert_str_eq(f->service, "svc");
+        cr_assert(rt_buf_is(f->payload, body));
+        ids[i] = f->id;
+        cr_assert_eq(rill_rpc_call_id(c[i]), f->id);
+        rill_rpc_frame_release(f);
+    }
+    cr_assert_neq(ids[0], ids[1]);
+    cr_assert_eq(rill_rpc_client_in_flight(rill_embedded_channel(e)), 3);
+    respond(e, ids[2], RILL_RPC_OK, NULL, "r2");
+    respond(e, ids[0], RILL_RPC_OK, NULL, "r0");
+    cr_assert_not(rill_promise_is_done(rill_rpc_call_future(c[1])));
+    respond(e, ids[1], RILL_RPC_OK, NULL, NULL);
+    expect_ok(c[0], "r0");
+    expect_ok(c[1], "");
+    expect_ok(c[2], "r2");
+    cr_assert_eq(rill_rpc_client_in_flight(rill_embedded_channel(e)), 0);
+    /* A response for an id nobody waits for is dropped. */
+    respond(e, 999, RILL_RPC_OK, NULL, "stray");
+    cr_assert_eq(rill_embedded_inbound_count(e), 0);
+    for (int i = 0; i < 3; i++)
+        rill_rpc_call_release(c[i]);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, server_status_and_metadata)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c = start(e, "div", "1 0", 0);
+    struct rill_rpc_frame *f = sent(e);
+    struct rill_rpc_frame *r;
+    cr_assert_eq(rill_rpc_frame_new(RILL_RPC_RESPONSE, f->id, &r), 0);
+    cr_assert_eq(rill_rpc_frame_set_status(r, RILL_RPC_INVALID_ARGUMENT, "division by zero"), 0);
+    cr_assert_eq(rill_rpc_frame_add_md(r, "where", "calc", 4), 0);
+    rill_embedded_write_inbound(e, &r->msg);
+    rill_rpc_frame_release(f);
+    expect_status(c, RILL_RPC_INVALID_ARGUMENT, "division by zero");
+    const struct rill_rpc_md *md = rill_rpc_call_response_md(c, "where");
+    cr_assert_not_null(md);
+    cr_assert_eq(md->val_len, 4);
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, deadline_fails_the_call_and_sends_cancel)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c = start(e, "slow", "x", 100 * RILL_NS_PER_MS);
+    struct rill_rpc_frame *f = sent(e);
+    cr_assert_eq(f->deadline_ns, 100 * RILL_NS_PER_MS, "the remaining time travels");
+    uint64_t id = f->id;
+    rill_rpc_frame_release(f);
+    rill_embedded_advance_clock(e, 99 * RILL_NS_PER_MS);
+    cr_assert_not(rill_promise_is_done(rill_rpc_call_future(c)));
+    rill_embedded_advance_clock(e, 1 * RILL_NS_PER_MS);
+    expect_status(c, RILL_RPC_DEADLINE_EXCEEDED, "deadline");
+    f = sent(e);
+    cr_assert_eq(f->type, RILL_RPC_CANCEL);
+    cr_assert_eq(f->id, id);
+    rill_rpc_frame_release(f);
+    respond(e, id, RILL_RPC_OK, NULL, "late"); /* dropped */
+    cr_assert_eq(rill_rpc_call_status(c), RILL_RPC_DEADLINE_EXCEEDED);
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, default_timeout_from_the_handler_options)
+{
+    struct rill_rpc_client_opts o;
+    rill_rpc_client_opts_init(&o);
+    o.default_timeout_ns = 5 * RILL_NS_PER_MS;
+    struct rill_embedded *e = client(&o);
+    struct rill_rpc_call *c = start(e, "m", NULL, 0);
+    rill_rpc_frame_release(sent(e));
+    rill_embedded_advance_clock(e, 5 * RILL_NS_PER_MS);
+    expect_status(c, RILL_RPC_DEADLINE_EXCEEDED, "deadline");
+    rill_rpc_frame_release(sent(e));
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, cancel_sends_cancel_frame)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c = start(e, "m", "x", 0);
+    struct rill_rpc_frame *f = sent(e);
+    uint64_t id = f->id;
+    rill_rpc_frame_release(f);
+    cr_assert_eq(rill_rpc_call_cancel(c), 0);
+    rill_embedded_run_pending(e);
+    expect_status(c, RILL_RPC_CANCELLED, "cancelled");
+    f = sent(e);
+    cr_assert_eq(f->type, RILL_RPC_CANCEL);
+    cr_assert_eq(f->id, id);
+    rill_rpc_frame_release(f);
+    cr_assert_eq(rill_rpc_call_cancel(c), -EALREADY);
+    respond(e, id, RILL_RPC_OK, NULL, "late");
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, close_fails_every_call_unavailable)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c[50];
+    for (int i = 0; i < 50; i++)
+        c[i] = start(e, "m", "payload", i % 2 ? 1000 * RILL_NS_PER_MS : 0);
+    rill_embedded_close(e);
+    for (int i = 0; i < 50; i++) {
+        expect_status(c[i], RILL_RPC_UNAVAILABLE, "connection closed");
+        rill_rpc_call_release(c[i]);
+    }
+    /* Calls on a closed channel fail at once. */
+    struct rill_rpc_call *late = start(e, "m", "x", 0);
+    expect_status(late, RILL_RPC_UNAVAILABLE, "");
+    rill_rpc_call_release(late);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, goaway_fails_calls_with_its_status)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_call *c = start(e, "m", "x", 0);
+    struct rill_rpc_frame *g;
+    cr_assert_eq(rill_rpc_frame_new(RILL_RPC_GOAWAY, 0, &g), 0);
+    cr_assert_eq(rill_rpc_frame_set_status(g, RILL_RPC_UNAUTHENTICATED, "bad token"), 0);
+    rill_embedded_write_inbound(e, &g->msg);
+    expect_status(c, RILL_RPC_UNAUTHENTICATED, "bad token");
+    cr_assert_not(rill_embedded_is_open(e));
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, no_handler_and_oversize_requests)
+{
+    struct rill_embedded *bare = NULL;
+    cr_assert_eq(rill_embedded_new(NULL, 0, &bare), 0);
+    struct rill_rpc_call *c = start(bare, "m", "x", 0);
+    expect_status(c, RILL_RPC_UNAVAILABLE, "no rpc client handler");
+    rill_rpc_call_release(c);
+    rill_embedded_free(bare);
+
+    struct rill_rpc_client_opts o;
+    rill_rpc_client_opts_init(&o);
+    o.max_frame = 100;
+    struct rill_embedded *e = client(&o);
+    struct rill_rpc_call_opts co;
+    rill_rpc_call_opts_init(&co);
+    cr_assert_eq(
+        rill_rpc_call_start(rill_embedded_channel(e), "svc", "m", rt_pattern_buf(200, 1), &co, &c),
+        0);
+    rill_embedded_run_pending(e);
+    expect_status(c, RILL_RPC_RESOURCE_EXHAUSTED, "exceeds the frame limit of 100");
+    cr_assert_eq(rill_embedded_outbound_count(e), 0);
+    rill_rpc_call_release(c);
+    cr_assert_eq(rill_rpc_call_start(rill_embedded_channel(e), "", "m", NULL, NULL, &c), -EINVAL);
+    rill_embedded_free(e);
+}
+
+Test(rpc_client, request_metadata_and_ping)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_rpc_md md[1] = {
+        { .key = "k", .key_len = 1, .val = (const uint8_t *)"v", .val_len = 1 }
+    };
+    struct rill_rpc_call_opts o;
+    rill_rpc_call_opts_init(&o);
+    o.md = md;
+    o.nmd = 1;
+    struct rill_rpc_call *c;
+    cr_assert_eq(rill_rpc_call_start(rill_embedded_channel(e), "s", "m", NULL, &o, &c), 0);
+    rill_embedded_run_pending(e);
+    struct rill_rpc_frame *f = sent(e);
+    cr_assert_eq(f->nmd, 1);
+    cr_assert_not_null(rill_rpc_frame_md(f, "k"));
+    respond(e, f->id, RILL_RPC_OK, NULL, "ok");
+    rill_rpc_frame_release(f);
+    expect_ok(c, "ok");
+    rill_rpc_call_release(c);
+
+    struct rill_rpc_frame *ping;
+    cr_assert_eq(rill_rpc_frame_new(RILL_RPC_PING, 77, &ping), 0);
+    rill_rpc_frame_set_payload(ping, rt_buf("hb"));
+    rill_embedded_write_inbound(e, &ping->msg);
+    f = sent(e);
+    cr_assert_eq(f->type, RILL_RPC_PONG);
+    cr_assert_eq(f->id, 77);
+    cr_assert(rt_buf_is(f->payload, "hb"));
+    rill_rpc_frame_release(f);
+    rill_embedded_free(e);
+}
+
+struct thread_arg {
+    struct rill_channel *ch;
+    struct rill_rpc_call *calls[100];
+};
+
+static void *starter(void *arg)
+{
+    struct thread_arg *t = arg;
+    for (int i = 0; i < 100; i++)
+        if (rill_rpc_call_start(t->ch, "svc", "m", rt_buf("x"), NULL, &t->calls[i]) != 0)
+            return (void *)1;
+    return NULL;
+}
+
+Test(rpc_client, calls_from_another_thread_hop_to_the_loop)
+{
+    struct rill_embedded *e = client(NULL);
+    struct thread_arg t = { .ch = rill_embedded_channel(e) };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, starter, &t), 0);
+    void *ret;
+    pthread_join(th, &ret);
+    cr_assert_null(ret);
+    cr_assert_eq(rill_embedded_outbound_count(e), 0, "nothing ran off the loop");
+    rill_embedded_run_pending(e);
+    cr_assert_eq(rill_embedded_outbound_count(e), 100);
+    struct rill_msg *m;
+    while ((m = rill_embedded_read_outbound(e)) != NULL) {
+        struct rill_rpc_frame *f = rill_rpc_frame_from_msg(m);
+        respond(e, f->id, RILL_RPC_OK, NULL, "y");
+        rill_msg_release(m);
+    }
+    for (int i = 0; i < 100; i++) {
+        expect_ok(t.calls[i], "y");
+        rill_rpc_call_release(t.calls[i]);
+    }
+    rill_embedded_free(e);
+}
