@@ -191,8 +191,8 @@ Test(string_codec, decoder_accepts_valid_utf8)
         "\xf3\xbf\xbf\xbf",
         "\xf4\x80\x80\x80",
         "\xf4\x8f\xbf\xbf",
-        "Gr\xc3\xbc\xc3\x9f"
-        "e, \xe4\xb8\x96\xe7\x95\x8c, \xf0\x9f\x98\x80 and 12345678",
+        ("Gr\xc3\xbc\xc3\x9f"
+         "e, \xe4\xb8\x96\xe7\x95\x8c, \xf0\x9f\x98\x80 and 12345678"),
     };
     struct rill_string_decoder_config c = { .validate_utf8 = true };
     struct catcher cat;
