@@ -1,0 +1,286 @@
+/* The RPC method registry: a liburcu RCU hash (cds_lfht) keyed by
+ * "service\0method". Lookups run under rcu_read_lock with no other lock;
+ * register and unregister may run meanwhile. An entry is freed after an
+ * RCU grace period and after the last call that holds it. Also: RCU
+ * reader registration for threads rill does not own, and method metrics. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rill/error.h"
+#include "rpc/rpc_internal.h"
+#include "rpc/server_internal.h"
+
+/* ---- RCU reader registration ----
+ * Loop threads belong to core; they become RCU readers on their first
+ * lookup and leave at thread exit through a key destructor (what liburcu's
+ * bulletproof flavour does), so synchronize_rcu never waits on a dead
+ * thread. */
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool rcu_registered;
+
+static void rcu_thread_exit(void *v)
+{
+    (void)v;
+    rcu_unregister_thread();
+}
+
+static void rcu_make_key(void)
+{
+    pthread_key_create(&rcu_key, rcu_thread_exit);
+}
+
+void rill__rpc_rcu_register(void)
+{
+    if (rcu_registered)
+        return;
+    pthread_once(&rcu_once, rcu_make_key);
+    rcu_register_thread();
+    pthread_setspecific(rcu_key, (void *)1);
+    rcu_registered = true;
+}
+
+/* ---- entries ---- */
+
+struct key {
+    const char *service, *method;
+};
+
+static unsigned long key_hash(const char *s, const char *m)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (; *m; m++)
+        h = (h ^ (uint8_t)*m) * 1099511628211ull;
+    return (unsigned long)h;
+}
+
+static int key_match(struct cds_lfht_node *node, const void *key)
+{
+    struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
+    const struct key *k = key;
+    rill__rpc_tsan_acquire(m);
+    return strcmp(m->service, k->service) == 0 && strcmp(m->method, k->method) == 0;
+}
+
+void rill__rpc_method_put(struct rill__rpc_method *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(m->service);
+    free(m->method);
+    free(m);
+}
+
+struct rill__rpc_method *rill__rpc_method_get(struct rill_rpc_server *s, const char *service,
+                                              const char *method)
+{
+    rill__rpc_rcu_register();
+    struct key k = { service, method };
+    struct rill__rpc_method *found = NULL;
+    rcu_read_lock();
+    if (!atomic_load(&s->shut)) {
+        struct cds_lfht_iter it;
+        cds_lfht_lookup(s->ht, key_hash(service, method), key_match, &k, &it);
+        struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+        if (node) {
+            struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
+            rill__rpc_tsan_acquire(m);
+            /* Unless it is being reclaimed (count already at 0). */
+            unsigned r = atomic_load(&m->refs);
+            while (r && !atomic_compare_exchange_weak(&m->refs, &r, r + 1))
+                ;
+            if (r)
+                found = m;
+        }
+    }
+    rill__rpc_tsan_release(&s->rcu_sync);
+    rcu_read_unlock();
+    return found;
+}
+
+int rill_rpc_server_register(struct rill_rpc_server *s, const char *service, const char *method,
+                             rill_rpc_method_fn *fn, void *arg, enum rill_rpc_dispatch mode)
+{
+    size_t sl = service ? strlen(service) : 0, ml = method ? strlen(method) : 0;
+    if (!sl || sl > RILL_RPC_NAME_MAX || !ml || ml > RILL_RPC_NAME_MAX || !fn ||
+        (mode != RILL_RPC_INLINE && mode != RILL_RPC_POOL))
+        return -EINVAL;
+    if (atomic_load(&s->shut))
+        return RILL_ECLOSED;
+    struct rill__rpc_method *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->service = strdup(service);
+    m->method = strdup(method);
+    if (!m->service || !m->method) {
+        free(m->service);
+        free(m->method);
+        free(m);
+        return -ENOMEM;
+    }
+    atomic_init(&m->refs, 1);
+    m->srv = s;
+    m->fn = fn;
+    m->arg = arg;
+    m->mode = mode;
+    m->hash = key_hash(service, method);
+    cds_lfht_node_init(&m->node);
+    struct key k = { service, method };
+    rill__rpc_rcu_register();
+    rill__rpc_tsan_release(m);
+    rcu_read_lock();
+    struct cds_lfht_node *old = cds_lfht_add_unique(s->ht, m->hash, key_match, &k, &m->node);
+    rcu_read_unlock();
+    if (old != &m->node) {
+        rill__rpc_method_put(m);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+static void reclaim(struct rcu_head *head)
+{
+    struct rill__rpc_method *m = caa_container_of(head, struct rill__rpc_method, rcu);
+    rill__rpc_tsan_acquire(&m->srv->rcu_sync);
+    rill__rpc_method_put(m); /* the hash's reference */
+}
+
+int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, const char *method)
+{
+    if (!service || !method)
+        return -ENOENT;
+    struct key k = { service, method };
+    rill__rpc_rcu_register();
+    rcu_read_lock();
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(s->ht, key_hash(service, method), key_match, &k, &it);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+    int rc = -ENOENT;
+    if (node && cds_lfht_del(s->ht, node) == 0) {
+        struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
+        call_rcu(&m->rcu, reclaim);
+        rc = 0;
+    }
+    rcu_read_unlock();
+    return rc;
+}
+
+int rill__rpc_registry_init(struct rill_rpc_server *s)
+{
+    s->ht = cds_lfht_new(16, 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    return s->ht ? 0 : -ENOMEM;
+}
+
+/* Stop lookups and drop every entry (the caller set s->shut). */
+void rill__rpc_registry_shutdown(struct rill_rpc_server *s)
+{
+    rill__rpc_rcu_register();
+    /* Readers that saw shut == false are inside a read-side section:
+     * after this none is, and none will look again. */
+    synchronize_rcu();
+    rill__rpc_tsan_acquire(&s->rcu_sync);
+    struct cds_lfht_iter it;
+    struct cds_lfht_node *node;
+    rcu_read_lock();
+    cds_lfht_for_each(s->ht, &it, node)
+    {
+        if (cds_lfht_del(s->ht, node) == 0) {
+            struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
+            call_rcu(&m->rcu, reclaim);
+        }
+    }
+    rcu_read_unlock();
+    /* Run the reclaims queued by unregister and above, so nothing is left
+     * to a liburcu thread at exit. */
+    rcu_barrier();
+}
+
+void rill__rpc_registry_destroy(struct rill_rpc_server *s)
+{
+    if (s->ht) {
+        rill__rpc_rcu_register();
+        cds_lfht_destroy(s->ht, NULL);
+        s->ht = NULL;
+    }
+}
+
+/* ---- metrics ---- */
+
+static unsigned bucket_of(uint64_t ns)
+{
+    if (ns < 4)
+        return (unsigned)ns;
+    unsigned lg = 63u - (unsigned)__builtin_clzll(ns);
+    unsigned sub = (unsigned)(ns >> (lg - 2)) & 3u;
+    unsigned b = lg * 4 + sub;
+    return b < RILL__RPC_HIST_BUCKETS ? b : RILL__RPC_HIST_BUCKETS - 1;
+}
+
+static uint64_t bucket_upper(unsigned b)
+{
+    if (b < 4)
+        return b;
+    unsigned lg = b / 4, sub = b % 4;
+    return ((4ull + sub + 1) << (lg - 2)) - 1;
+}
+
+void rill__rpc_mstats_record(struct rill__rpc_mstats *st, int status, uint64_t latency_ns)
+{
+    atomic_fetch_add_explicit(&st->calls, 1, memory_order_relaxed);
+    if (status >= 0 && status < RILL_RPC_STATUS_COUNT)
+        atomic_fetch_add_explicit(&st->by_status[status], 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&st->other, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->hist[bucket_of(latency_ns)], 1, memory_order_relaxed);
+    uint64_t mx = atomic_load_explicit(&st->max_ns, memory_order_relaxed);
+    while (latency_ns > mx && !atomic_compare_exchange_weak(&st->max_ns, &mx, latency_ns))
+        ;
+}
+
+static uint64_t percentile(const uint64_t *h, uint64_t total, double p)
+{
+    if (!total)
+        return 0;
+    uint64_t want = (uint64_t)(p * (double)total + 0.999999), seen = 0;
+    for (unsigned b = 0; b < RILL__RPC_HIST_BUCKETS; b++) {
+        seen += h[b];
+        if (seen >= want)
+            return bucket_upper(b);
+    }
+    return bucket_upper(RILL__RPC_HIST_BUCKETS - 1);
+}
+
+int rill_rpc_server_method_stats(struct rill_rpc_server *s, const char *service, const char *method,
+                                 struct rill_rpc_method_stats *out)
+{
+    struct rill__rpc_method *m = rill__rpc_method_get(s, service, method);
+    if (!m)
+        return -ENOENT;
+    struct rill__rpc_mstats *st = &m->st;
+    *out = (struct rill_rpc_method_stats){ 0 };
+    out->calls = atomic_load(&st->calls);
+    for (int i = 0; i < RILL_RPC_STATUS_COUNT; i++)
+        out->by_status[i] = atomic_load(&st->by_status[i]);
+    out->other_status = atomic_load(&st->other);
+    out->errors = out->calls - out->by_status[RILL_RPC_OK];
+    out->busy = atomic_load(&st->busy);
+    out->expired = atomic_load(&st->expired);
+    out->cancelled = atomic_load(&st->cancelled);
+    out->max_ns = atomic_load(&st->max_ns);
+    uint64_t h[RILL__RPC_HIST_BUCKETS], total = 0;
+    for (unsigned b = 0; b < RILL__RPC_HIST_BUCKETS; b++)
+        total += h[b] = atomic_load_explicit(&st->hist[b], memory_order_relaxed);
+    out->p50_ns = percentile(h, total, 0.50);
+    out->p99_ns = percentile(h, total, 0.99);
+    if (out->p99_ns > out->max_ns)
+        out->p99_ns = out->max_ns;
+    if (out->p50_ns > out->max_ns)
+        out->p50_ns = out->max_ns;
+    rill__rpc_method_put(m);
+    return 0;
+}
