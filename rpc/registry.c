@@ -143,11 +143,12 @@ int rill_rpc_server_register(struct rill_rpc_server *s, const char *service, con
     return 0;
 }
 
-static void reclaim(struct rcu_head *head)
+/* After a grace period no reader holds @m without a reference of its own:
+ * drop the hash's. */
+static void reclaim(struct rill_rpc_server *s, struct rill__rpc_method *m)
 {
-    struct rill__rpc_method *m = caa_container_of(head, struct rill__rpc_method, rcu);
-    rill__rpc_tsan_acquire(&m->srv->rcu_sync);
-    rill__rpc_method_put(m); /* the hash's reference */
+    rill__rpc_tsan_acquire(&s->rcu_sync);
+    rill__rpc_method_put(m);
 }
 
 int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, const char *method)
@@ -160,19 +161,22 @@ int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, c
     struct cds_lfht_iter it;
     cds_lfht_lookup(s->ht, key_hash(service, method), key_match, &k, &it);
     struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-    int rc = -ENOENT;
-    if (node && cds_lfht_del(s->ht, node) == 0) {
-        struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
-        call_rcu(&m->rcu, reclaim);
-        rc = 0;
-    }
+    struct rill__rpc_method *m = NULL;
+    if (node && cds_lfht_del(s->ht, node) == 0)
+        m = caa_container_of(node, struct rill__rpc_method, node);
     rcu_read_unlock();
-    return rc;
+    if (!m)
+        return -ENOENT;
+    /* Waiting here (rather than call_rcu) keeps liburcu's callback thread,
+     * and its exit-time leftovers, out of the process. */
+    synchronize_rcu();
+    reclaim(s, m);
+    return 0;
 }
 
 int rill__rpc_registry_init(struct rill_rpc_server *s)
 {
-    s->ht = cds_lfht_new(16, 16, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    s->ht = cds_lfht_new(256, 256, 0, 0, NULL);
     return s->ht ? 0 : -ENOMEM;
 }
 
@@ -189,15 +193,10 @@ void rill__rpc_registry_shutdown(struct rill_rpc_server *s)
     rcu_read_lock();
     cds_lfht_for_each(s->ht, &it, node)
     {
-        if (cds_lfht_del(s->ht, node) == 0) {
-            struct rill__rpc_method *m = caa_container_of(node, struct rill__rpc_method, node);
-            call_rcu(&m->rcu, reclaim);
-        }
+        if (cds_lfht_del(s->ht, node) == 0)
+            reclaim(s, caa_container_of(node, struct rill__rpc_method, node));
     }
     rcu_read_unlock();
-    /* Run the reclaims queued by unregister and above, so nothing is left
-     * to a liburcu thread at exit. */
-    rcu_barrier();
 }
 
 void rill__rpc_registry_destroy(struct rill_rpc_server *s)

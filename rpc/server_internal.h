@@ -24,7 +24,6 @@ struct rill__rpc_mstats {
 
 struct rill__rpc_method {
     struct cds_lfht_node node;
-    struct rcu_head rcu;
     atomic_uint refs; /* the hash's, plus one per call dispatched */
     struct rill_rpc_server *srv;
     char *service, *method;

@@ -102,9 +102,10 @@ void rill_rpc_server_free(struct rill_rpc_server *s);
 int rill_rpc_server_register(struct rill_rpc_server *s, const char *service, const char *method,
                              rill_rpc_method_fn *fn, void *arg, enum rill_rpc_dispatch mode);
 
-/* Thread: any; does not block (the entry is freed after an RCU grace
- * period and its last call). Returns 0 or -ENOENT. Calls already
- * dispatched complete; its stats go with it. */
+/* Thread: any. Waits one RCU grace period (until every lookup that may
+ * have seen the entry is over: micro- to milliseconds), so prefer calling
+ * it off the I/O loops. Returns 0 or -ENOENT. Calls already dispatched
+ * complete (they hold the entry); its stats go with it. */
 int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, const char *method);
 
 /* The handlers, for hand-built pipelines (install does this):
