@@ -1,0 +1,250 @@
+/* RPC over loopback TCP: 10,000 concurrent calls on one connection,
+ * non-rill peers (HTTP, bad magic, oversize frame) refused with a clear
+ * answer while a healthy connection goes on, and live (un)registration
+ * under load. Every loop is bounded in count and time.
+ *
+ * rill-test-labels: threaded
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rill/addr.h"
+#include "rill/rpc_client.h"
+#include "rill/rpc_server.h"
+#include "tests/rpc/rpc_test.h"
+#include "tests/transport/tx.h"
+#include "util/testutil.h"
+
+TestSuite(rpc_tcp, .timeout = 60, .fini = rill_test_no_leaks);
+
+struct world {
+    struct rill_loop_group *boss, *workers;
+    struct rill_rpc_server *rs;
+    struct rill_server *srv;
+    char uri[RILL_ADDR_STRLEN];
+};
+
+static int child_init(struct rill_channel *ch, void *arg)
+{
+    return rill_rpc_server_install(arg, rill_channel_pipeline(ch));
+}
+
+static int client_init(struct rill_channel *ch, void *arg)
+{
+    return rill_rpc_client_install(rill_channel_pipeline(ch), NULL, NULL);
+}
+
+static void m_echo(struct rill_rpc_server_call *c, void *arg)
+{
+    struct rill_buf *p = rill_rpc_server_call_payload(c);
+    rill_rpc_server_call_reply(c, p ? rill_buf_retain(p) : NULL);
+}
+
+static void world_up(struct world *w, size_t max_frame)
+{
+    w->boss = tx_group("boss", 1);
+    w->workers = tx_group("work", 2);
+    struct rill_rpc_server_opts o;
+    rill_rpc_server_opts_init(&o);
+    o.handler_threads = 2;
+    o.queue_capacity = 20000;
+    if (max_frame)
+        o.max_frame = max_frame;
+    cr_assert_eq(rill_rpc_server_new(&o, &w->rs), 0);
+    cr_assert_eq(rill_rpc_server_register(w->rs, "t", "echo", m_echo, NULL, RILL_RPC_INLINE), 0);
+    cr_assert_eq(rill_rpc_server_register(w->rs, "t", "pecho", m_echo, NULL, RILL_RPC_POOL), 0);
+    struct rill_server_opts so;
+    rill_server_opts_init(&so);
+    so.boss = w->boss;
+    so.workers = w->workers;
+    so.child_init = child_init;
+    so.child_arg = w->rs;
+    cr_assert_eq(rill_server_bind(&so, "tcp://127.0.0.1:0", &w->srv), 0);
+    cr_assert_eq(rill_promise_wait(rill_server_bound(w->srv), TX_WAIT_NS), 0);
+    tx_server_uri(w->srv, w->uri, sizeof(w->uri));
+}
+
+static void world_down(struct world *w)
+{
+    tx_server_free(w->srv, true);
+    tx_group_free(w->workers);
+    tx_group_free(w->boss);
+    rill_rpc_server_free(w->rs);
+}
+
+static struct rill_channel *rpc_connect(struct world *w)
+{
+    return tx_connect(w->workers, w->uri, client_init, NULL);
+}
+
+static int echo_once(struct rill_channel *ch, const char *body)
+{
+    struct rill_rpc_call *c;
+    int rc = rill_rpc_call_sync(ch, "t", "echo", rt_buf(body), NULL, TX_WAIT_NS, &c);
+    if (rc == 0) {
+        struct rill_buf *r = rill_rpc_call_response(c);
+        if (!rt_buf_is(r, body))
+            rc = -EBADMSG;
+        if (r)
+            rill_buf_release(r);
+    }
+    rill_rpc_call_release(c);
+    return rc;
+}
+
+Test(rpc_tcp, ten_thousand_concurrent_calls_on_one_connection)
+{
+    struct world w;
+    world_up(&w, 0);
+    struct rill_channel *ch = rpc_connect(&w);
+    enum { N = 10000 };
+    struct rill_rpc_call **calls = calloc(N, sizeof(*calls));
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof(body), "call-%d", i);
+        struct rill_rpc_call_opts o;
+        rill_rpc_call_opts_init(&o);
+        o.timeout_ns = 30 * RILL_NS_PER_S;
+        cr_assert_eq(
+            rill_rpc_call_start(ch, "t", i % 2 ? "echo" : "pecho", rt_buf(body), &o, &calls[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(rill_rpc_call_wait(calls[i], TX_WAIT_NS), 0, "call %d: %s", i,
+                     rill_rpc_call_status_msg(calls[i]) ? rill_rpc_call_status_msg(calls[i]) : "?");
+        char body[32];
+        snprintf(body, sizeof(body), "call-%d", i);
+        struct rill_buf *r = rill_rpc_call_response(calls[i]);
+        cr_assert(rt_buf_is(r, body), "call %d got the wrong response", i);
+        rill_buf_release(r);
+        rill_rpc_call_release(calls[i]);
+    }
+    free(calls);
+    struct rill_rpc_server_stats st;
+    rill_rpc_server_stats(w.rs, &st);
+    cr_assert_eq(st.calls, N);
+    cr_assert_eq(st.connections_total, 1);
+    struct rill_rpc_method_stats ms;
+    cr_assert_eq(rill_rpc_server_method_stats(w.rs, "t", "pecho", &ms), 0);
+    cr_assert_eq(ms.calls, N / 2);
+    tx_close(ch);
+    world_down(&w);
+}
+
+/* A raw socket to the server: send @data, read the answer until EOF. */
+static size_t raw_exchange(struct world *w, const void *data, size_t len, char *out, size_t cap)
+{
+    const struct rill_addr *a = rill_server_local_addr(w->srv);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(rill_addr_port(a)) };
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(write(fd, data, len), (ssize_t)len);
+    size_t got = 0;
+    for (int i = 0; i < 1000 && got < cap - 1; i++) {
+        ssize_t n = read(fd, out + got, cap - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    out[got] = 0;
+    close(fd);
+    return got;
+}
+
+Test(rpc_tcp, non_rill_peers_are_refused_and_others_go_on)
+{
+    struct world w;
+    world_up(&w, 1024);
+    struct rill_channel *ch = rpc_connect(&w);
+    cr_assert_eq(echo_once(ch, "before"), 0);
+    char out[512];
+    const char *http = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    size_t n = raw_exchange(&w, http, strlen(http), out, sizeof(out));
+    cr_assert_gt(n, 0);
+    cr_assert(strncmp(out, "HTTP/1.1 400 Bad Request\r\n", 26) == 0, "%s", out);
+    cr_assert_eq(echo_once(ch, "after http"), 0);
+
+    n = raw_exchange(&w, "hrpc\x09\x00\x00\x00", 8, out, sizeof(out));
+    cr_assert_gt(n, RILL_RPC_HEADER_LEN, "a GOAWAY frame came back");
+    cr_assert_eq(out[4], RILL_RPC_GOAWAY);
+    cr_assert(memmem(out, n, "magic", 5), "the reason names the magic");
+    cr_assert_eq(echo_once(ch, "after bad magic"), 0);
+
+    /* A frame announcing 2000 bytes on a server limited to 1024. */
+    n = raw_exchange(&w, "RILL\x01\x00\x00\x00\x00\x00\x07\xd0", 12, out, sizeof(out));
+    cr_assert_gt(n, RILL_RPC_HEADER_LEN);
+    cr_assert_eq(out[4], RILL_RPC_GOAWAY);
+    cr_assert(memmem(out, n, "exceeds the limit", 17));
+    cr_assert_eq(echo_once(ch, "after oversize"), 0);
+
+    /* Our own client sends a request over the server's limit last: the
+     * server refuses it with GOAWAY RESOURCE_EXHAUSTED and closes. */
+    struct rill_rpc_call *c;
+    char big[2048];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    int rc = rill_rpc_call_sync(ch, "t", "echo", rt_buf(big), NULL, TX_WAIT_NS, &c);
+    cr_assert_eq(rc, RILL_ETOOLARGE);
+    cr_assert_eq(rill_rpc_call_status(c), RILL_RPC_RESOURCE_EXHAUSTED);
+    rill_rpc_call_release(c);
+    tx_close(ch);
+    world_down(&w);
+}
+
+struct churn {
+    struct rill_rpc_server *rs;
+    atomic_bool stop;
+    int rounds;
+};
+
+static void *churner(void *arg)
+{
+    struct churn *c = arg;
+    for (int i = 0; i < 2000 && !atomic_load(&c->stop); i++) {
+        if (rill_rpc_server_register(c->rs, "t", "live", m_echo, NULL,
+                                     i % 2 ? RILL_RPC_POOL : RILL_RPC_INLINE) == 0) {
+            usleep(100);
+            rill_rpc_server_unregister(c->rs, "t", "live");
+            c->rounds++;
+        }
+    }
+    return NULL;
+}
+
+Test(rpc_tcp, live_registration_under_load)
+{
+    struct world w;
+    world_up(&w, 0);
+    struct rill_channel *ch = rpc_connect(&w);
+    struct churn c = { .rs = w.rs };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, churner, &c), 0);
+    int ok = 0, unimpl = 0;
+    uint64_t dl = rill_test_deadline_ms(10000);
+    for (int i = 0; i < 3000 && rill_test_before(dl); i++) {
+        struct rill_rpc_call *call;
+        int rc = rill_rpc_call_sync(ch, "t", i % 3 ? "live" : "echo", rt_buf("x"), NULL, TX_WAIT_NS,
+                                    &call);
+        int st = rill_rpc_call_status(call);
+        if (rc == 0)
+            ok++;
+        else if (st == RILL_RPC_UNIMPLEMENTED)
+            unimpl++;
+        else
+            cr_assert_fail("call %d: %s %s", i, rill_rpc_status_name(st),
+                           rill_rpc_call_status_msg(call));
+        rill_rpc_call_release(call);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    cr_assert_gt(ok, 0);
+    cr_assert_gt(c.rounds, 0);
+    tx_close(ch);
+    world_down(&w);
+}
