@@ -212,13 +212,18 @@ int rill__http_parse_fields(char *base, char *t, size_t len, struct rill_http_he
         while (q < end && rill__http_tchar[(uint8_t)*q])
             q++;
         if (q == end || *q != ':') {
-            uint8_t c = q == end ? '\n' : (uint8_t)*q;
-            if (c == ' ' || c == '\t')
+            if (!memchr(q, ':', (size_t)(end - q)))
+                return rill__http_errf(e, RILL_EPROTO, 400, "field line without a colon");
+            char *w = q;
+            while (w < end && (*w == ' ' || *w == '\t'))
+                w++;
+            if (w > q && *w == ':')
                 return rill__http_errf(e, RILL_EPROTO, 400,
                                        "whitespace before the colon of a field");
-            if (c == '\r')
+            if (*q == '\r')
                 return rill__http_errf(e, RILL_EPROTO, 400, "bare CR in a field name");
-            return rill__http_errf(e, RILL_EPROTO, 400, "bad byte 0x%02x in a field name", c);
+            return rill__http_errf(e, RILL_EPROTO, 400, "bad byte 0x%02x in a field name",
+                                   (uint8_t)*q);
         }
         if (q == p)
             return rill__http_errf(e, RILL_EPROTO, 400, "empty field name");
