@@ -9,7 +9,7 @@
 #
 # Environment:
 #   RILL_FUZZ_SECONDS    fuzzing time per target (default 30)
-#   RILL_FUZZ_MAX_LEN    largest input in bytes (default 8192)
+#   RILL_FUZZ_MAX_LEN    largest input in bytes (default 4096)
 #   RILL_FUZZ_BUILD_DIR  build directory (default build/fuzz)
 #   RILL_SETUP           command run instead of scripts/setup.sh (as test.sh)
 #
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 dir="${RILL_FUZZ_BUILD_DIR:-build/fuzz}"
 secs="${RILL_FUZZ_SECONDS:-30}"
-max_len="${RILL_FUZZ_MAX_LEN:-8192}"
+max_len="${RILL_FUZZ_MAX_LEN:-4096}"
 case "$secs" in '' | *[!0-9]*) echo "fuzz.sh: RILL_FUZZ_SECONDS must be a number" >&2; exit 2 ;; esac
 
 # RelWithDebInfo: libFuzzer needs speed; the contract checks stay on.
