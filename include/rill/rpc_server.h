@@ -164,7 +164,7 @@ struct rill_rpc_method_stats {
     uint64_t busy, expired, cancelled;         /* answered without running */
     uint64_t p50_ns, p99_ns, max_ns;           /* latency, receive to answer;
                                                   percentiles are bucket upper
-                                                  bounds (within 19%) */
+                                                  bounds (at most 25% high) */
 };
 
 struct rill_rpc_server_stats {
