@@ -155,7 +155,14 @@ static void on_head(struct rill_ctx *ctx, struct agg *a, struct rill_http_messag
         rill_msg_release(&a->cur->msg);
         a->cur = NULL;
     }
-    if (rill_http_is_full(&m->msg)) {
+    uint16_t f = m->flags;
+    bool full = rill_http_is_full(&m->msg);
+    if (request && (f & RILL_HTTP_F_EXPECT_OTHER)) {
+        rill_msg_release(&m->msg);
+        refuse(ctx, a, true, 417, RILL_EPROTO, "unsupported expectation", !full);
+        return;
+    }
+    if (full) {
         size_t n = rill_http_message_body_len(m);
         if (n > a->cfg.max_content) {
             rill_msg_release(&m->msg);
@@ -163,12 +170,6 @@ static void on_head(struct rill_ctx *ctx, struct agg *a, struct rill_http_messag
             return;
         }
         rill_ctx_fire_read(ctx, &m->msg);
-        return;
-    }
-    uint16_t f = m->flags;
-    if (request && (f & RILL_HTTP_F_EXPECT_OTHER)) {
-        rill_msg_release(&m->msg);
-        refuse(ctx, a, true, 417, RILL_EPROTO, "unsupported expectation", true);
         return;
     }
     if ((f & RILL_HTTP_F_LENGTH) && m->content_length > a->cfg.max_content) {
