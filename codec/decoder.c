@@ -152,6 +152,8 @@ static void fail_stream(struct rill_decoder *d, int err)
     struct rill_channel *ch = rill_ctx_channel(d->_ctx);
     RILL_DEBUGF("channel %llu: decoder %s failed: %s (%s)", (unsigned long long)rill_channel_id(ch),
                 rill_ctx_name(d->_ctx), why, rill_errname(err));
+    if (d->_ops->failed)
+        d->_ops->failed(d, err, why);
     rill_ctx_fire_exception(d->_ctx, err, why);
     if (!d->_opt.keep_open_on_error)
         rill_channel_close_with(ch, err, NULL);

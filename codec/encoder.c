@@ -2,6 +2,7 @@
 #include "rill/encoder.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #include "rill/buf.h"
 #include "rill/channel.h"
@@ -21,8 +22,16 @@ static void fail_write(struct rill_ctx *ctx, struct rill_promise *p, int err)
     RILL_DEBUGF("channel %llu: encoder %s failed: %s",
                 (unsigned long long)rill_channel_id(rill_ctx_channel(ctx)), rill_ctx_name(ctx),
                 rill_strerror(err));
-    if (p)
+    if (p) {
         rill_promise_fail(p, err);
+        return;
+    }
+    /* Nobody listens to this write: tell the pipeline, as Netty does for
+     * a void promise, or the failure would go unnoticed. */
+    char why[96];
+    snprintf(why, sizeof(why), "encoder %s could not encode a message: %s", rill_ctx_name(ctx),
+             rill_strerror(err));
+    rill_pipeline_fire_exception(rill_ctx_pipeline(ctx), err, why);
 }
 
 void rill_encoder_write(struct rill_ctx *ctx, const struct rill_encoder_ops *ops,
@@ -59,7 +68,11 @@ int rill_encoder_append(struct rill_buf **out, struct rill_buf *b)
         return 0;
     }
     if (n <= APPEND_COPY_MAX) {
+        /* Copy without moving @b's reader index: the caller may share @b
+         * (a retained message buffer), and the large path leaves it too. */
+        size_t rd = rill_buf_reader_index(b);
         rc = rill_buf_write_buf(*out, b, n);
+        rill_buf_set_reader_index(b, rd);
         rill_buf_release(b);
         return rc;
     }

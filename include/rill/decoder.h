@@ -81,6 +81,13 @@ struct rill_decoder_ops {
     /* Optional. Release the protocol's own state (the context is being
      * removed); the base releases the cumulation itself. */
     void (*destroy)(struct rill_decoder *d);
+    /* Optional. The stream failed for good (@err < 0 with its text, whether
+     * the decode step returned it or the base found it: cumulation limit,
+     * no memory, emit without consuming). Called before the exception event
+     * and the close, so a protocol can write its last answer (an HTTP 400,
+     * a RESP -ERR, a GOAWAY) and flush it: it goes out before the close.
+     * Must not emit. */
+    void (*failed)(struct rill_decoder *d, int err, const char *why);
 };
 
 struct rill_decoder_options {

@@ -20,9 +20,10 @@
  * A codec that needs state or also decodes calls rill_encoder_write() from
  * its own write callback instead of using rill_encoder_handler.
  *
- * Errors: when the encode step fails, the message is released, the
- * write's promise fails with the step's error, nothing is written, and the
- * error is logged at debug level (the caller sees it through the promise).
+ * Errors: when the encode step fails, the message is released, nothing is
+ * written, and the write's promise fails with the step's error; a write
+ * without a promise fires an exception event from the head instead, so the
+ * failure is never silent.
  *
  * Thread: loop thread only (the channel's), like every handler callback. */
 #ifndef RILL_ENCODER_H
@@ -58,7 +59,8 @@ void rill_encoder_write(struct rill_ctx *ctx, const struct rill_encoder_ops *ops
                         struct rill_msg *msg, struct rill_promise *p);
 
 /* Loop thread. Append the readable bytes of @b to *@out; takes ownership
- * of @b on every path. Small buffers (up to 512 bytes) are copied into
+ * of @b on every path; @b's indices don't move (it may be shared). Small buffers (up to 512 bytes)
+ * are copied into
  * *@out; larger ones are added without copying, turning *@out into a
  * composite of what it held and @b. Returns 0 or -ENOMEM (then *@out is
  * unchanged and @b released). */
