@@ -25,6 +25,12 @@
 #         --out DIR         where results go (default build dir/bench/resp/results/<time>)
 #         --no-build        use the binaries already built
 #         --summary FILE    only print the table for an earlier run's results.txt
+#         --profile perf|callgrind
+#                           profile rill instead of comparing: perf record -g on the server
+#                           during each cell (top symbols by self time), or callgrind
+#                           instruction counts per request (top functions); rill only,
+#                           --workers 1 unless given, one round. Builds with -g and frame
+#                           pointers in build/bench-profile (RILL_PROFILE_BUILD_DIR)
 #   RILL_BUILD_DIR          build directory (default build/release, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), one line per
@@ -38,8 +44,8 @@ root=$(cd "$here/../.." && pwd)
 build=${RILL_BUILD_DIR:-$root/build/release}
 
 rounds=3 duration=5 warmup=1 cpu=0 quick=0 do_build=1 out="" summary_only=""
-max_other=10 retries=2 keyspace=100000 rill_bin=""
-workers_list="1,2" only_cells="" only_servers=""
+max_other=10 retries=2 keyspace=100000 rill_bin="" profile=""
+workers_list="" only_cells="" only_servers=""
 base=redis # the ratio columns are server / this one
 
 # ---- the cells: name | redis-benchmark test | pipeline depth | connections | guessed req/s
@@ -76,14 +82,23 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --no-build) do_build=0 ;;
     --summary) summary_only=$2; shift ;;
+    --profile) profile=$2; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
     shift
 done
 if [ "$quick" = 1 ]; then
-    rounds=1 duration=1 warmup=0.5
+    rounds=1 duration=1 warmup=0.5 retries=0
 fi
+case "$profile" in
+"") workers_list=${workers_list:-1,2} ;;
+perf | callgrind)
+    workers_list=${workers_list:-1} only_servers=rill rounds=1
+    build=${RILL_PROFILE_BUILD_DIR:-$root/build/bench-profile}
+    ;;
+*) echo "run.sh: --profile takes perf or callgrind" >&2; exit 2 ;;
+esac
 
 in_list() { # in_list item comma-list (an empty list holds everything)
     [ -z "$2" ] && return 0
@@ -221,6 +236,13 @@ rbench=$(command -v redis-benchmark)
 redis_bin=$(command -v redis-server || true)
 [ -z "$redis_bin" ] && [ -x /usr/bin/redis-server ] && redis_bin=/usr/bin/redis-server
 kv=${rill_bin:-$build/examples/kv_server}
+case "$profile" in
+perf) command -v perf >/dev/null || die "perf is missing (Debian package linux-perf)" ;;
+callgrind)
+    for tool in valgrind callgrind_control callgrind_annotate; do
+        command -v "$tool" >/dev/null || die "$tool is missing (Debian package valgrind)"
+    done ;;
+esac
 
 servers=()
 for s in rill redis redis-io2; do in_list "$s" "$only_servers" && servers+=("$s"); done
@@ -249,8 +271,10 @@ if in_list rill "$only_servers" && [ -z "$rill_bin" ]; then
         if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null; then
             gen=(-G Ninja)
         fi
+        pflags=()
+        [ -n "$profile" ] && pflags=(-DCMAKE_C_FLAGS="-g -fno-omit-frame-pointer")
         if ! { cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=ON &&
+            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=ON "${pflags[@]}" &&
             cmake --build "$build" --target kv_server; } >"$build/kv_server-build.log" 2>&1; then
             die "rill's kv_server did not build; see $build/kv_server-build.log"
         fi
@@ -268,7 +292,7 @@ results=$out/results.txt
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-resp.XXXXXX")
 
 # ---- nothing stays behind ----
-server_pid="" bench_pid=""
+server_pid="" bench_pid="" prof_pid="" rill_prefix=()
 alive() { # alive pid: running, not a zombie waiting to be reaped
     local s
     s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -290,6 +314,10 @@ stop_all() { # stop_all pid...: SIGTERM, up to 5 s, then SIGKILL; reap our child
 }
 cleanup() {
     local i
+    if [ -n "$prof_pid" ]; then
+        kill -INT "$prof_pid" 2>/dev/null || true
+        wait "$prof_pid" 2>/dev/null || true
+    fi
     if [ -n "$bench_pid" ]; then # the wrapper shell ends, and reaps the client, once the client is gone
         pkill -TERM -P "$bench_pid" 2>/dev/null || true
         for ((i = 0; i < 20; i++)); do alive "$bench_pid" && sleep 0.1; done
@@ -354,9 +382,10 @@ wait_tcp() { # wait_tcp port pid: until a connect succeeds or the process dies (
 start_rill() { # start_rill workers cpus log -> server_pid, port
     local w=$1 cpus=$2 log=$3 i
     port=$(free_port) || die "no free port"
-    taskset -c "$cpus" "$kv" --host 127.0.0.1 --port "$port" --workers "$w" >"$log" 2>&1 &
+    taskset -c "$cpus" "${rill_prefix[@]}" "$kv" --host 127.0.0.1 --port "$port" --workers "$w" \
+        >"$log" 2>&1 &
     server_pid=$!
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do # 30 s: valgrind starts slowly
         if grep -q "^kv_server: listening on 127.0.0.1:$port\$" "$log" 2>/dev/null; then
             wait_tcp "$port" "$server_pid" && return 0
             break
@@ -460,6 +489,85 @@ $1 == "\"" toupper(t) { gsub(/"/, ""); split($0, f, ","); rps = f[2]; p50 = f[5]
 /^Error|Could not connect|Server closed|[Ee]rror:/ { errs++ }
 END { printf "req_s=%.0f p50_us=%.1f p99_us=%.1f errors=%d", rps, p50, p99, errs + !ok }' "$1"
 }
+
+# ---- --profile: rill alone, one profile per cell ----
+# perf: perf record -g on the server while the cell runs, then the symbols
+# with the most self time. callgrind: the server runs under callgrind with
+# instrumentation off; each cell's measured run is bracketed by zero /
+# instrumentation on / dump, so a dump holds that cell's requests only
+# (connection setup of its clients included, spread over -n).
+profile_rill() {
+    local pdir=$out/profile w cpus log cell cname test depth conns guess n rate f total
+    mkdir -p "$pdir"
+    for w in "${workers[@]}"; do
+        cpus=$(cpu_set "$w")
+        log=$out/logs/rill-w$w-$profile.log
+        rill_prefix=()
+        [ "$profile" = callgrind ] && rill_prefix=(valgrind --tool=callgrind --instr-atstart=no
+            "--callgrind-out-file=$pdir/callgrind-w$w.out")
+        if ! start_rill "$w" "$cpus" "$log" || ! verify "rill (CPUs $cpus)" "$port"; then
+            sed 's/^/    /' "$log" >&2
+            die "rill (CPUs $cpus) did not start or answered wrongly under $profile"
+        fi
+        # fill the keyspace first, so that GET finds its keys whatever the cells
+        run_bench "$cpus" set 16 50 $((keyspace * 5)) "$port" "$out/logs/bench-rill-w$w-fill.txt" ||
+            status=1
+        for cell in "${cells[@]}"; do
+            IFS='|' read -r cname test depth conns guess <<<"$cell"
+            blog=$out/logs/bench-rill-w$w-$cname-$profile.txt
+            n=$(awk -v g="$guess" -v w="$warmup" 'BEGIN { n = int(g * w); print n < 1000 ? 1000 : n }')
+            [ "$profile" = callgrind ] && n=$((n / 20 + 1000))
+            rate=$guess
+            if run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog"; then
+                rate=$(parse_bench "$blog" "$test" | sed 's/^req_s=\([0-9]*\).*/\1/')
+                [ "${rate:-0}" -gt 0 ] || rate=$guess
+            fi
+            # callgrind runs the instrumented server ~10x slower than this warm-up
+            n=$(awk -v g="$rate" -v d="$duration" -v cg="$([ "$profile" = callgrind ] && echo 1 || echo 0)" \
+                'BEGIN { n = int(g * d / (cg ? 10 : 1)); print n < 5000 ? 5000 : n }')
+            echo "run.sh: profiling rill --workers $w $cname ($profile, -n $n)" >&2
+            if [ "$profile" = perf ]; then
+                f=$pdir/perf-w$w-$cname
+                perf record -F 1999 -e cpu-clock -g -p "$server_pid" -o "$f.data" >"$f.log" 2>&1 &
+                prof_pid=$!
+                sleep 0.5
+                run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
+                kill -INT "$prof_pid" 2>/dev/null || true
+                wait "$prof_pid" 2>/dev/null || true
+                prof_pid=""
+                perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
+                    --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
+                perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
+                    --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
+                echo "## rill --workers $w, $cname: $(parse_bench "$blog" "$test"); perf, self time" | tee -a "$pdir/summary.md"
+                head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
+            else
+                callgrind_control -z "$server_pid" >/dev/null 2>&1
+                callgrind_control -i on "$server_pid" >/dev/null 2>&1
+                run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
+                callgrind_control -d "$cname" "$server_pid" >/dev/null 2>&1
+                callgrind_control -i off "$server_pid" >/dev/null 2>&1
+                f=$(ls -t "$pdir/callgrind-w$w.out".* | head -n1)
+                mv "$f" "$pdir/callgrind-w$w-$cname.out"
+                f=$pdir/callgrind-w$w-$cname.out
+                callgrind_annotate --inclusive=no "$f" >"${f%.out}.txt" 2>/dev/null || true
+                callgrind_annotate --inclusive=yes "$f" >"${f%.out}-inclusive.txt" 2>/dev/null || true
+                total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "${f%.out}.txt")
+                echo "## rill --workers $w, $cname: $n requests, $(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" | tee -a "$pdir/summary.md"
+                awk '/file:function/ { on = 1; getline; next } on && NF { print } on && !NF { exit }' \
+                    "${f%.out}.txt" | head -n 25 | awk -v n="$n" '{ x = $1; gsub(/,/, "", x);
+                    printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
+            fi
+        done
+        stop_server "rill (CPUs $cpus)" "$log"
+    done
+    echo "run.sh: profiles in $pdir" >&2
+}
+
+if [ -n "$profile" ]; then
+    profile_rill
+    exit "$status"
+fi
 
 echo "# resp benchmark, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, $("$rbench" --version | cut -d' ' -f1-2), -r $keyspace -d 3" | tee "$out/summary.md"
 echo "# rounds $rounds x ~${duration} s (+~${warmup} s warm-up per cell); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.md"
