@@ -16,6 +16,10 @@ PACKAGES=(
     # codec tests and benchmarks (real clients and peers): libFuzzer, curl, wrk,
     # redis-cli and redis-benchmark, redis-server and nginx
     clang libclang-rt-14-dev curl wrk redis-tools redis-server nginx-light
+    # RPC: protobuf-c stubs, ZooKeeper discovery (C client and a real server for
+    # the tests), and gRPC C++ as the benchmark peer (bench/rpc)
+    libprotobuf-c-dev protobuf-c-compiler libzookeeper-mt-dev zookeeper
+    libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++
 )
 
 missing=()
