@@ -9,7 +9,10 @@
 
 #include "hello.h"
 #include "rill/buf.h"
+#include "rill/channel.h"
+#include "rill/error.h"
 #include "rill/http.h"
+#include "rill/log.h"
 #include "rill/pipeline.h"
 
 /* The Date field, formatted once a second per thread. */
@@ -105,8 +108,18 @@ static void hello_read_complete(struct rill_ctx *ctx)
     rill_ctx_flush(ctx);
 }
 
+/* Bad requests are answered by the codec (or the aggregator) and the
+ * connection closes: worth a debug line, not a warning per bad client. */
+static void hello_exception(struct rill_ctx *ctx, int err, const char *why)
+{
+    RILL_DEBUGF("http_hello: channel %llu: %s: %s",
+                (unsigned long long)rill_channel_id(rill_ctx_channel(ctx)), rill_errname(err),
+                why ? why : "");
+}
+
 const struct rill_handler hello_handler = {
     .name = "hello",
     .read = hello_read,
     .read_complete = hello_read_complete,
+    .exception = hello_exception,
 };
