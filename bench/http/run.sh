@@ -22,6 +22,12 @@
 #         --out DIR         where results go (default build dir/bench/http/results/<time>)
 #         --no-build        use the binaries already built
 #         --summary FILE    only print the table for an earlier run's results.txt
+#         --profile perf|callgrind
+#                           profile rill instead of comparing: perf record -g on the server
+#                           during each cell (top symbols by self time), or callgrind
+#                           instruction counts per request (top functions); rill only,
+#                           --workers 1 unless given, one round. Builds with -g and frame
+#                           pointers in build/bench-profile (RILL_PROFILE_BUILD_DIR)
 #   RILL_BUILD_DIR          build directory (default build/release, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), one line per
@@ -35,8 +41,8 @@ root=$(cd "$here/../.." && pwd)
 build=${RILL_BUILD_DIR:-$root/build/release}
 
 rounds=5 duration=5 warmup=1 cpu=0 quick=0 do_build=1 out="" summary_only=""
-max_other=10 retries=2 threads=1 rill_bin=""
-workers_list="1,2" conns_list="50,8" only_servers=""
+max_other=10 retries=2 threads=1 rill_bin="" profile=""
+workers_list="" conns_list="50,8" only_servers=""
 base=nginx # the ratio columns are server / this one
 
 usage() {
@@ -61,14 +67,23 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --no-build) do_build=0 ;;
     --summary) summary_only=$2; shift ;;
+    --profile) profile=$2; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
     shift
 done
 if [ "$quick" = 1 ]; then
-    rounds=1 duration=1 warmup=1
+    rounds=1 duration=1 warmup=1 retries=0
 fi
+case "$profile" in
+"") workers_list=${workers_list:-1,2} ;;
+perf | callgrind)
+    workers_list=${workers_list:-1} only_servers=rill rounds=1
+    build=${RILL_PROFILE_BUILD_DIR:-$root/build/bench-profile}
+    ;;
+*) echo "run.sh: --profile takes perf or callgrind" >&2; exit 2 ;;
+esac
 case "$duration$warmup" in *[!0-9]*)
     echo "run.sh: wrk takes whole seconds: --duration $duration --warmup $warmup" >&2
     exit 2 ;;
@@ -200,6 +215,13 @@ wrk=$(command -v wrk)
 nginx_bin=$(command -v nginx || true)
 [ -z "$nginx_bin" ] && [ -x /usr/sbin/nginx ] && nginx_bin=/usr/sbin/nginx
 hello=${rill_bin:-$build/examples/http_hello}
+case "$profile" in
+perf) command -v perf >/dev/null || die "perf is missing (Debian package linux-perf)" ;;
+callgrind)
+    for tool in valgrind callgrind_control callgrind_annotate; do
+        command -v "$tool" >/dev/null || die "$tool is missing (Debian package valgrind)"
+    done ;;
+esac
 
 servers=()
 for s in rill nginx; do in_list "$s" "$only_servers" && servers+=("$s"); done
@@ -226,8 +248,10 @@ if in_list rill "$only_servers" && [ -z "$rill_bin" ]; then
         if [ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null; then
             gen=(-G Ninja)
         fi
+        pflags=()
+        [ -n "$profile" ] && pflags=(-DCMAKE_C_FLAGS="-g -fno-omit-frame-pointer")
         if ! { cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=ON &&
+            -DRILL_BUILD_TESTS=OFF -DRILL_BUILD_EXAMPLES=ON "${pflags[@]}" &&
             cmake --build "$build" --target http_hello; } >"$build/http_hello-build.log" 2>&1; then
             die "rill's http_hello did not build; see $build/http_hello-build.log"
         fi
@@ -245,7 +269,7 @@ results=$out/results.txt
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-http.XXXXXX")
 
 # ---- nothing stays behind ----
-server_pid="" server_pids=() wrk_pid=""
+server_pid="" server_pids=() wrk_pid="" prof_pid="" rill_prefix=()
 alive() { # alive pid: running, not a zombie waiting to be reaped
     local s
     s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -267,6 +291,10 @@ stop_all() { # stop_all pid...: SIGTERM, up to 5 s, then SIGKILL; reap our child
 }
 cleanup() {
     local i
+    if [ -n "$prof_pid" ]; then
+        kill -INT "$prof_pid" 2>/dev/null || true
+        wait "$prof_pid" 2>/dev/null || true
+    fi
     if [ -n "$wrk_pid" ]; then # the wrapper shell ends, and reaps the client, once the client is gone
         pkill -TERM -P "$wrk_pid" 2>/dev/null || true
         for ((i = 0; i < 20; i++)); do alive "$wrk_pid" && sleep 0.1; done
@@ -333,9 +361,10 @@ wait_http() { # wait_http port pid: until GET / answers or the process dies (10 
 start_rill() { # start_rill workers cpus log -> server_pid, server_pids, port
     local w=$1 cpus=$2 log=$3 i
     port=$(free_port) || die "no free port"
-    taskset -c "$cpus" "$hello" --host 127.0.0.1 --port "$port" --workers "$w" >"$log" 2>&1 &
+    taskset -c "$cpus" "${rill_prefix[@]}" "$hello" --host 127.0.0.1 --port "$port" --workers "$w" \
+        >"$log" 2>&1 &
     server_pid=$! server_pids=()
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do # 30 s: valgrind starts slowly
         if grep -q "^http_hello: listening on http://127.0.0.1:$port\$" "$log" 2>/dev/null; then
             wait_http "$port" "$server_pid" && return 0
             break
@@ -434,6 +463,74 @@ function us(s) { if (s ~ /us$/) return s + 0; if (s ~ /ms$/) return s * 1000; if
 /Socket errors:/ { gsub(/,/, ""); serr = $4 + $6 + $8 + $10 }
 END { printf "requests=%d req_s=%.0f p50_us=%.1f p99_us=%.1f non2xx=%d sock_errors=%d", req, rps, p50, p99, non2xx, serr }' "$1"
 }
+
+# ---- --profile: rill alone, one profile per cell ----
+# perf: perf record -g on the server while the cell runs, then the symbols
+# with the most self time. callgrind: the server runs under callgrind with
+# instrumentation off; each cell's measured run is bracketed by zero /
+# instrumentation on / dump, so a dump holds that cell's requests only
+# (wrk's connection setup included, spread over the requests).
+profile_rill() {
+    local pdir=$out/profile w cpus log c f total req wlog
+    mkdir -p "$pdir"
+    for w in "${workers[@]}"; do
+        cpus=$(cpu_set "$w")
+        log=$out/logs/rill-w$w-$profile.log
+        rill_prefix=()
+        [ "$profile" = callgrind ] && rill_prefix=(valgrind --tool=callgrind --instr-atstart=no
+            "--callgrind-out-file=$pdir/callgrind-w$w.out")
+        if ! start_rill "$w" "$cpus" "$log" || ! verify "rill (workers $w)" "$port"; then
+            sed 's/^/    /' "$log" >&2
+            die "rill (workers $w) did not start or answered wrongly under $profile"
+        fi
+        for c in "${conns[@]}"; do
+            wlog=$out/logs/wrk-rill-w$w-c$c-$profile.txt
+            [ "$warmup" -gt 0 ] && { run_wrk "$cpus" "$c" "$warmup" "$port" "$wlog" || true; }
+            echo "run.sh: profiling rill --workers $w c$c ($profile, ${duration} s)" >&2
+            if [ "$profile" = perf ]; then
+                f=$pdir/perf-w$w-c$c
+                perf record -F 1999 -e cpu-clock -g -p "$server_pid" -o "$f.data" >"$f.log" 2>&1 &
+                prof_pid=$!
+                sleep 0.5
+                run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
+                kill -INT "$prof_pid" 2>/dev/null || true
+                wait "$prof_pid" 2>/dev/null || true
+                prof_pid=""
+                perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
+                    --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
+                perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
+                    --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
+                echo "## rill --workers $w, c$c: $(parse_wrk "$wlog"); perf, self time" | tee -a "$pdir/summary.md"
+                head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
+            else
+                callgrind_control -z "$server_pid" >/dev/null 2>&1
+                callgrind_control -i on "$server_pid" >/dev/null 2>&1
+                run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
+                callgrind_control -d "c$c" "$server_pid" >/dev/null 2>&1
+                callgrind_control -i off "$server_pid" >/dev/null 2>&1
+                f=$(ls -t "$pdir/callgrind-w$w.out".* | head -n1)
+                mv "$f" "$pdir/callgrind-w$w-c$c.out"
+                f=$pdir/callgrind-w$w-c$c.out
+                callgrind_annotate --inclusive=no "$f" >"${f%.out}.txt" 2>/dev/null || true
+                callgrind_annotate --inclusive=yes "$f" >"${f%.out}-inclusive.txt" 2>/dev/null || true
+                total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "${f%.out}.txt")
+                req=$(parse_wrk "$wlog" | sed 's/^requests=\([0-9]*\).*/\1/')
+                [ "${req:-0}" -gt 0 ] || die "wrk completed no request under callgrind (see $wlog)"
+                echo "## rill --workers $w, c$c: $req requests, $(awk -v t="$total" -v n="$req" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" | tee -a "$pdir/summary.md"
+                awk '/file:function/ { on = 1; getline; next } on && NF { print } on && !NF { exit }' \
+                    "${f%.out}.txt" | head -n 25 | awk -v n="$req" '{ x = $1; gsub(/,/, "", x);
+                    printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
+            fi
+        done
+        stop_server "rill (workers $w)" "$log"
+    done
+    echo "run.sh: profiles in $pdir" >&2
+}
+
+if [ -n "$profile" ]; then
+    profile_rill
+    exit "$status"
+fi
 
 echo "# http benchmark, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, wrk -t$threads, $("$wrk" --version 2>&1 | head -n1 | cut -d' ' -f1-2)" | tee "$out/summary.md"
 echo "# rounds $rounds x ${duration} s (+${warmup} s warm-up per cell); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.md"
