@@ -30,7 +30,8 @@
  * the timeout; rill_write_timeout_handler closes it when one write has not
  * completed within the timeout. Both fire an exception event with
  * RILL_EDEADLINE and a text ("read timed out after 30000 ms") toward the
- * tail first, once, then close.
+ * tail first, once, then close the channel with RILL_EDEADLINE as its
+ * close reason (rill_channel_close_with: queued writes fail with it).
  *
  * Configs are copied by added(): the caller may pass a temporary. added()
  * fails with -EINVAL for a bad config (NULL, all times 0, a time above
