@@ -130,8 +130,12 @@ static int delim_decode(struct rill_decoder *d, struct rill_buf *in)
     }
     if (at < 0)
         return delim_partial(s, in, n);
-    if (!s->ending && (size_t)at + s->longest > n && could_start_earlier(s, in, p, n, at, w))
+    if (!s->ending && (size_t)at + s->longest > n && could_start_earlier(s, in, p, n, at, w)) {
+        /* Nothing complete starts before at, nothing partial before the
+         * last longest - 1 bytes: the next search starts there. */
+        s->scanned = n > s->longest - 1 ? n - (s->longest - 1) : 0;
         return 0;
+    }
     s->scanned = 0;
     size_t len = (size_t)at;
     if (s->discarding) {
