@@ -321,8 +321,10 @@ static void hand_over(struct rill_decoder *d)
     struct rill_buf *rest = d->_cum;
     d->_cum = NULL;
     struct rill_channel *ch = rill_ctx_channel(d->_ctx);
+    /* Until unregistered the handlers after this one are still there (a
+     * switch during the last decode at inactive hands over too, as Netty). */
     if (rest && rill_buf_readable(rest) > 0 && !(d->_flags & DEC_FAILED) &&
-        rill_channel_is_active(ch)) {
+        rill_channel_is_registered(ch)) {
         rill_ctx_fire_read(d->_ctx, &rest->msg);
         rill_ctx_fire_read_complete(d->_ctx);
     } else if (rest) {
@@ -408,9 +410,11 @@ static void input_ended(struct rill_decoder *d)
             fire_out(d);
     }
     d->_flags &= ~DEC_IN_READ;
+    if (d->_flags & DEC_REMOVED) {
+        hand_over(d);
+        return;
+    }
     drop_cumulation(d);
-    if (d->_flags & DEC_REMOVED)
-        destroy(d);
 }
 
 void rill_decoder_on_user_event(struct rill_ctx *ctx, const struct rill_event *ev)
