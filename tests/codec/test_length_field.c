@@ -642,3 +642,24 @@ Test(length_field, prepender_output_decodes_back)
         }
     }
 }
+
+/* single_decode: one frame per read. */
+Test(length_field, single_decode_emits_one_frame_per_read)
+{
+    struct rill_length_field_config c = { .dec.single_decode = true,
+                                          .length_field_size = 1,
+                                          .initial_bytes_to_strip = 1 };
+    struct catcher cat;
+    struct rill_embedded *e = emb(&rill_length_field_decoder, &c, &cat);
+    rill_test_feed(e, "\1a\1b\2c", 6);
+    struct frame want[] = { F("a"), F("b"), F("cd"), F("e") };
+    expect_frames(e, want, 1, "first read");
+    rill_test_feed(e, "d", 1);
+    expect_frames(e, want + 1, 1, "second read");
+    rill_test_feed(e, "\1e", 2);
+    expect_frames(e, want + 2, 1, "third read");
+    /* What is left is decoded when the input ends. */
+    rill_embedded_close(e);
+    expect_frames(e, want + 3, 1, "end of input");
+    finish(e);
+}

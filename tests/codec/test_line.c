@@ -236,3 +236,20 @@ Test(line, config_is_copied_when_added)
     expect_frames(e, want, 1, "copied");
     finish(e);
 }
+
+/* single_decode: one line per read, the rest waits for the next read (a
+ * handler may switch protocols in between). */
+Test(line, single_decode_emits_one_line_per_read)
+{
+    struct rill_line_config c = { .dec.single_decode = true };
+    struct catcher cat;
+    struct rill_embedded *e = emb(L, &c, &cat);
+    rill_test_feed(e, "a\nb\nc", 5);
+    struct frame want[] = { F("a"), F("b"), F("c") };
+    expect_frames(e, want, 1, "first read");
+    rill_test_feed(e, "\n", 1);
+    expect_frames(e, want + 1, 1, "second read");
+    rill_test_feed(e, "d", 1);
+    expect_frames(e, want + 2, 1, "third read");
+    finish(e);
+}
