@@ -93,9 +93,10 @@ extern const struct rill_handler rill_length_field_decoder;
  * becomes a component of a composite, see rill_encoder_append). Other
  * messages pass through.
  *
- * Errors: the write fails (its promise, the message released, nothing
- * written) with RILL_ETOOLARGE when the length does not fit the field, or
- * -ERANGE when it is negative. */
+ * Errors: the write fails (the message released, nothing written, its
+ * promise failed, or an exception event when it has none; see encoder.h)
+ * with RILL_ETOOLARGE when the length does not fit the field, or -ERANGE
+ * when it is negative. */
 struct rill_length_prepender_config {
     unsigned length_field_size; /* 1, 2, 3, 4 or 8 bytes; 0: 4 */
     bool little_endian;

@@ -521,6 +521,21 @@ Test(length_field, prepender_length_that_does_not_fit_fails_the_write)
     expect_write_fails(&c, bufmsg(zero, 65535), RILL_ETOOLARGE);
 }
 
+/* Without a promise the failure is an exception event, not silence. */
+Test(length_field, prepender_failure_without_a_promise_is_an_exception)
+{
+    struct rill_length_prepender_config c = { .length_field_size = 1 };
+    struct rill_embedded *e = enc(&rill_length_field_prepender, &c);
+    static char zero[300];
+    rill_embedded_write(e, bufmsg(zero, sizeof(zero)), NULL);
+    rill_embedded_flush(e);
+    const char *why = NULL;
+    cr_assert_eq(rill_embedded_take_exception(e, &why), RILL_ETOOLARGE);
+    cr_assert_not_null(why);
+    cr_assert_eq(rill_embedded_outbound_count(e), 0);
+    finish(e);
+}
+
 Test(length_field, prepender_negative_length_fails_the_write)
 {
     struct rill_length_prepender_config c = { .length_field_size = 2, .length_adjustment = -4 };
