@@ -81,7 +81,11 @@ int main(int argc, char **argv)
     if (port < 0 || port > 65535 || workers < 1 || workers > KV_MAX_SHARDS)
         usage(argv[0]);
 
-    /* Signals go to this thread only (loop threads inherit the mask). */
+    /* Signals go to this thread only (loop threads inherit the mask). A
+     * shell starts background jobs with SIGINT ignored, and an ignored
+     * signal never reaches sigwait: take the default disposition back. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
