@@ -65,11 +65,17 @@ static void refuse(struct rill_ctx *ctx, struct agg *a, bool request, unsigned s
     a->discarding = more;
 }
 
+/* @len: the body's length when known (declared, or a full message's),
+ * else 0: the text must not depend on how the body was cut into reads. */
 static void too_large(struct rill_ctx *ctx, struct agg *a, bool request, uint64_t len, bool more)
 {
     char why[120];
-    snprintf(why, sizeof(why), "%s body of %llu bytes or more exceeds the limit of %zu bytes",
-             request ? "request" : "response", (unsigned long long)len, a->cfg.max_content);
+    if (len)
+        snprintf(why, sizeof(why), "%s body of %llu bytes exceeds the limit of %zu bytes",
+                 request ? "request" : "response", (unsigned long long)len, a->cfg.max_content);
+    else
+        snprintf(why, sizeof(why), "%s body exceeds the limit of %zu bytes",
+                 request ? "request" : "response", a->cfg.max_content);
     refuse(ctx, a, request, 413, RILL_ETOOLARGE, why, more);
 }
 
@@ -115,7 +121,7 @@ static void on_content(struct rill_ctx *ctx, struct agg *a, struct rill_http_con
         a->cur = NULL;
         rill_msg_release(&m->msg);
         rill_msg_release(&c->msg);
-        too_large(ctx, a, request, (uint64_t)a->len + n, !last);
+        too_large(ctx, a, request, 0, !last);
         return;
     }
     if (n) {
