@@ -25,7 +25,7 @@ enum {
     DEC_DESTROYED = 1u << 7 /* cumulation and protocol state released */
 };
 
-#define DEFAULT_MAX_CUMULATION ((size_t)1 << 20)
+#define DEFAULT_MAX_CUMULATION RILL_DECODER_DEFAULT_MAX_CUMULATION
 /* A read of at most this many bytes is copied behind leftovers instead of
  * making the cumulation a composite: copying a few hundred bytes costs less
  * than walking component boundaries in every later access. */

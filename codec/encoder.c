@@ -13,9 +13,9 @@
 #include "rill/pipeline.h"
 
 #define DEFAULT_SIZE_HINT 256
-/* Appended buffers up to this size are copied: a copy of a few hundred bytes
- * is cheaper than one more iovec (and component) on the way to writev. */
-#define APPEND_COPY_MAX 512
+/* A copy of a few hundred bytes is cheaper than one more iovec (and
+ * component) on the way to writev. */
+#define APPEND_COPY_MAX RILL_ENCODER_APPEND_COPY_MAX
 
 static void fail_write(struct rill_ctx *ctx, struct rill_promise *p, int err)
 {

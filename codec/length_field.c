@@ -156,7 +156,7 @@ struct lp_state {
 
 /* Payloads up to this size are copied behind the header by
  * rill_encoder_append (encoder.h), larger ones become a component. */
-#define APPEND_COPY_MAX 512
+#define APPEND_COPY_MAX RILL_ENCODER_APPEND_COPY_MAX
 
 static bool lp_match(struct rill_ctx *ctx, const struct rill_msg *msg)
 {

@@ -212,7 +212,7 @@ const struct rill_handler rill_string_decoder = {
 /* Strings up to this size are copied into the output buffer; larger ones
  * are wrapped and appended as a component (no copy). Matches the copy
  * threshold of rill_encoder_append (encoder.h). */
-#define SE_COPY_MAX 512
+#define SE_COPY_MAX RILL_ENCODER_APPEND_COPY_MAX
 
 struct se_state {
     uint8_t seplen;

@@ -90,6 +90,9 @@ struct rill_decoder_ops {
     void (*failed)(struct rill_decoder *d, int err, const char *why);
 };
 
+/* The cumulation limit when the options leave it 0. */
+#define RILL_DECODER_DEFAULT_MAX_CUMULATION ((size_t)1 << 20)
+
 struct rill_decoder_options {
     /* Largest cumulation in bytes (undecoded bytes held between reads);
      * more fails the stream with RILL_ETOOLARGE. 0: the default, 1 MiB.

@@ -58,6 +58,10 @@ struct rill_encoder_ops {
 void rill_encoder_write(struct rill_ctx *ctx, const struct rill_encoder_ops *ops,
                         struct rill_msg *msg, struct rill_promise *p);
 
+/* Appended buffers up to this many bytes are copied (size hints may count
+ * them); larger ones become composite components. */
+#define RILL_ENCODER_APPEND_COPY_MAX 512
+
 /* Loop thread. Append the readable bytes of @b to *@out; takes ownership
  * of @b on every path; @b's indices don't move (it may be shared). Small buffers (up to 512 bytes)
  * are copied into
