@@ -96,7 +96,7 @@ bool kv_glob(const char *pat, size_t plen, const char *s, size_t slen);
 struct kv_server {
     int nshards;
     struct kv_shard *shards;
-    int port;
+    _Atomic int port; /* set once the listener is bound (loops may already run) */
     uint64_t start_ns;
     _Atomic uint64_t clients, connections, commands;
     _Atomic uint64_t next_client_id;
