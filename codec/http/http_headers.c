@@ -210,30 +210,34 @@ static int reserve(struct rill_http_headers *h, size_t text)
 int rill_http_headers_addn(struct rill_http_headers *h, const char *name, size_t nlen,
                            const char *value, size_t vlen)
 {
-    if (nlen == 0 || nlen > MAX_FIELD)
-        return -EINVAL;
-    for (size_t i = 0; i < nlen; i++)
-        if (!rill__http_tchar[(uint8_t)name[i]])
-            return -EINVAL;
     while (vlen && (value[0] == ' ' || value[0] == '\t')) {
         value++;
         vlen--;
     }
     while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
         vlen--;
-    if (vlen > MAX_FIELD)
+    if (nlen == 0 || nlen > MAX_FIELD || vlen > MAX_FIELD)
         return -EINVAL;
-    for (size_t i = 0; i < vlen; i++)
-        if (!rill__http_vchar[(uint8_t)value[i]])
-            return -EINVAL;
     int err = reserve(h, nlen + vlen + 2);
     if (err)
         return err;
+    /* Copy and check in one pass, without a branch per byte; nothing is
+     * committed until both are known good. */
     uint32_t at = h->_len;
-    memcpy(h->_text + at, name, nlen);
-    h->_text[at + nlen] = '\0';
-    memcpy(h->_text + at + nlen + 1, value, vlen);
-    h->_text[at + nlen + 1 + vlen] = '\0';
+    char *t = h->_text + at;
+    uint8_t ok = 1;
+    for (size_t i = 0; i < nlen; i++) {
+        uint8_t c = (uint8_t)name[i];
+        ok &= rill__http_tchar[c];
+        t[i] = (char)c;
+    }
+    t[nlen] = '\0';
+    char *v = t + nlen + 1;
+    ok &= rill__http_value_end(value, value + vlen) == value + vlen;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    if (!ok)
+        return -EINVAL;
     h->_len = at + (uint32_t)(nlen + vlen + 2);
     rill__http_headers_push(h, at, (uint32_t)nlen, at + (uint32_t)nlen + 1, (uint32_t)vlen);
     return 0;
@@ -271,9 +275,8 @@ int rill_http_headers_set(struct rill_http_headers *h, const char *name, const c
 {
     /* Validate before removing, so a bad value leaves the old field. */
     size_t nlen = strlen(name), vlen = strlen(value);
-    for (size_t i = 0; i < vlen; i++)
-        if (!rill__http_vchar[(uint8_t)value[i]])
-            return -EINVAL;
+    if (rill__http_value_end(value, value + vlen) != value + vlen)
+        return -EINVAL;
     rill_http_headers_remove(h, name);
     return rill_http_headers_addn(h, name, nlen, value, vlen);
 }

@@ -23,6 +23,26 @@ static inline char rill__http_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
 
+/* The first byte in [p, end) that may not appear in a field value (a
+ * control byte other than HTAB, or DEL), or @end. Eight bytes at a time
+ * while none is below 0x20 or DEL; byte by byte from a word that may hold
+ * one. */
+static inline const char *rill__http_value_end(const char *p, const char *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    while (end - p >= 8) {
+        uint64_t x;
+        __builtin_memcpy(&x, p, 8);
+        uint64_t del = x ^ (0x7f * ones);
+        if (((x - 0x20 * ones) & ~x & high) | ((del - ones) & ~del & high))
+            break;
+        p += 8;
+    }
+    while (p < end && rill__http_vchar[(uint8_t)*p])
+        p++;
+    return p;
+}
+
 /* Case-insensitive equality of @n bytes of @a with the lower-case @lit. */
 static inline bool rill__http_name_is(const char *a, size_t n, const char *lit, size_t litn)
 {
@@ -169,13 +189,13 @@ enum {
 
 /* How the head being encoded is written (decided by the codec). */
 struct rill__http_plan {
-    uint64_t length;      /* Content-Length to add when add_length */
-    bool add_length;      /* no Content-Length from the user: add one */
-    bool add_chunked;     /* add Transfer-Encoding: chunked */
-    bool add_close;       /* add Connection: close (the user's Connection fields are left out) */
-    bool add_keep_alive;  /* add Connection: keep-alive */
-    bool with_body;       /* FULL: the body follows the head */
-    bool body_as_chunks;  /* FULL with the user's Transfer-Encoding: chunked */
+    uint64_t length;     /* Content-Length to add when add_length */
+    bool add_length;     /* no Content-Length from the user: add one */
+    bool add_chunked;    /* add Transfer-Encoding: chunked */
+    bool add_close;      /* add Connection: close (the user's Connection fields are left out) */
+    bool add_keep_alive; /* add Connection: keep-alive */
+    bool with_body;      /* FULL: the body follows the head */
+    bool body_as_chunks; /* FULL with the user's Transfer-Encoding: chunked */
 };
 
 /* The body framing state of the message being written. */

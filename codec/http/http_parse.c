@@ -230,9 +230,7 @@ int rill__http_parse_fields(char *base, char *t, size_t len, struct rill_http_he
         char *v = q + 1;
         while (v < end && (*v == ' ' || *v == '\t'))
             v++;
-        char *ve = v;
-        while (ve < end && rill__http_vchar[(uint8_t)*ve])
-            ve++;
+        char *ve = (char *)rill__http_value_end(v, end);
         if (ve != end) {
             if (*ve == '\r')
                 return rill__http_errf(e, RILL_EPROTO, 400, "bare CR in a field value");

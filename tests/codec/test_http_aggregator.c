@@ -295,6 +295,19 @@ Test(http_aggregator, headers_api)
     cr_assert_str_eq(rill_http_headers_get(&h, "content-type", NULL), "text/html",
                      "a refused set leaves the old field");
 
+    /* Every byte at every place of a value longer than a word: only HTAB,
+     * visible ASCII, space and bytes from 0x80 are allowed. */
+    for (int c = 0; c < 256; c++) {
+        bool allowed = c == '\t' || (c >= 0x20 && c != 0x7f);
+        for (size_t k = 1; k < 19; k++) {
+            char v[20] = "0123456789abcdefghi";
+            v[k] = (char)c;
+            int rc = rill_http_headers_addn(&h, "X-Byte", 6, v, sizeof(v) - 1);
+            cr_assert_eq(rc, allowed ? 0 : -EINVAL, "byte 0x%02x at %zu", c, k);
+        }
+    }
+    cr_assert_eq(rill_http_headers_remove(&h, "x-byte"), 224 * 18);
+
     /* Tokens in lists. */
     rill_http_headers_add(&h, "Connection", "keep-alive, Upgrade");
     rill_http_headers_add(&h, "Connection", " close ");
