@@ -189,7 +189,7 @@ int main(int argc, char **argv)
     int rc = rill_client_connect(&co, uri, &f);
     if (rc == 0) {
         rc = rill_promise_wait(f, 10 * (int64_t)RILL_NS_PER_S);
-        l.ch = rc == 0 ? rill_channel_retain(rill_client_channel(f)) : NULL;
+        l.ch = rc == 0 ? rill_client_channel(f) : NULL; /* a new reference */
         rill_promise_release(f);
     }
     if (rc != 0) {
