@@ -99,9 +99,26 @@ static pthread_mutex_t later_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t later_threads[64];
 static int later_n;
 
+/* While closed, Later's threads wait before answering. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_closed;
+
+static void later_gate(bool closed)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_closed = closed;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
 static void *later_main(void *arg)
 {
     struct later *l = arg;
+    pthread_mutex_lock(&gate_mu);
+    while (gate_closed)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
     Rilltest__Item out = RILLTEST__ITEM__INIT;
     char name[300];
     snprintf(name, sizeof(name), "later:%s", l->name);
@@ -687,6 +704,64 @@ Test(rpc_protobuf, wrong_input_and_blocking_on_the_loop_fail_at_once)
     rill_rpc_server_stats(w.rs, &st);
     cr_assert_eq(st.calls, 0, "nothing reached the server");
     protobuf_c_service_destroy(blocking);
+    protobuf_c_service_destroy(store);
+    world_down(&w);
+}
+
+/* A 1 MiB bytes field arrives in many reads: the payload may be a composite
+ * and is decoded from a flat copy then. The blocking stub's wait limit
+ * cancels a call that takes too long. */
+Test(rpc_protobuf, large_messages_and_wait_limits)
+{
+    struct world w;
+    world_up(&w, RILL_RPC_INLINE);
+    ProtobufCService *store = stub(&w, &rilltest__store__descriptor, false);
+    enum { BIG = 1 << 20 };
+    uint8_t *big = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (uint8_t)(i * 131 + (i >> 12));
+    Rilltest__Item item;
+    Rilltest__Item__Meta meta;
+    item_fill(&item, &meta, "big");
+    item.data.data = big;
+    item.data.len = BIG;
+    ProtobufCMessage *out;
+    int status;
+    cr_assert_eq(rill_rpc_pb_call_sync(store, 0, &item.base, &out, &status, NULL), 0);
+    Rilltest__Item *r = (Rilltest__Item *)out;
+    cr_assert_str_eq(r->name, "echo:big");
+    cr_assert_eq(r->data.len, BIG);
+    cr_assert(memcmp(r->data.data, big, BIG) == 0, "1 MiB came back intact");
+    protobuf_c_message_free_unpacked(out, NULL);
+    free(big);
+    protobuf_c_service_destroy(store);
+
+    /* Later's answer held back: a 50 ms wait limit cancels the call, the
+     * closure gets NULL with CANCELLED, and the answer that comes after is
+     * dropped. */
+    struct rill_rpc_pb_client_opts o;
+    rill_rpc_pb_client_opts_init(&o);
+    o.blocking = true;
+    o.wait_ns = 50 * 1000 * 1000;
+    cr_assert_eq(rill_rpc_pb_client_new(w.ch, &rilltest__store__descriptor, &o, &store), 0);
+    later_gate(true);
+    struct seen s;
+    seen_init(&s, &w);
+    item_fill(&item, &meta, "slow");
+    rilltest__store__later(store, &item, (Rilltest__Item_Closure)seen_closure, &s);
+    cr_assert(rill_promise_is_done(s.done));
+    cr_assert_not(s.got);
+    cr_assert_eq(s.status, RILL_RPC_CANCELLED, "%s", rill_rpc_status_name(s.status));
+    seen_fini(&s);
+    later_gate(false);
+    /* The connection goes on. */
+    item_fill(&item, &meta, "fast");
+    seen_init(&s, &w);
+    rilltest__store__echo(store, &item, (Rilltest__Item_Closure)seen_closure, &s);
+    r = (Rilltest__Item *)seen_unpack(&s, &rilltest__item__descriptor);
+    check_echoed_item(r, "fast");
+    rilltest__item__free_unpacked(r, NULL);
+    seen_fini(&s);
     protobuf_c_service_destroy(store);
     world_down(&w);
 }
