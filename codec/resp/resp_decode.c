@@ -62,6 +62,8 @@ static uint8_t at(const struct src *s, size_t off)
 
 static void copy_out(const struct src *s, size_t off, size_t len, void *dst)
 {
+    if (len == 0)
+        return; /* dst may be NULL (an empty inline line) */
     if (s->p)
         memcpy(dst, s->p + off, len);
     else
