@@ -14,6 +14,24 @@
 
 #define S(lit) lit, sizeof(lit) - 1
 
+/* Append the readable bytes of @b (borrowed) to *@out: small ones copied
+ * without moving @b's reader index (the message may be written again, or
+ * still be read by its owner), large ones carried by reference. */
+static int append_body(struct rill_buf **out, struct rill_buf *b)
+{
+    size_t n = rill_buf_readable(b);
+    if (n == 0)
+        return 0;
+    if (n > 512)
+        return rill_encoder_append(out, rill_buf_retain(b));
+    size_t avail;
+    uint8_t *w = rill_buf_write_ptr(*out, n, &avail);
+    if (!w)
+        return -ENOMEM;
+    int err = rill_buf_get_bytes(b, rill_buf_reader_index(b), w, n);
+    return err ? err : rill_buf_advance_writer(*out, n);
+}
+
 static bool is_request(const struct rill_msg *m)
 {
     return m->type == RILL_MSG_HTTP_REQUEST || m->type == RILL_MSG_HTTP_FULL_REQUEST;
@@ -184,9 +202,7 @@ int rill__http_encode_head(struct rill_buf **out, struct rill_msg *msg,
         enc->need_crlf = false;
         return rill__http_encode_chunk(out, enc, m->body, true, &m->trailers);
     }
-    if (m->body && rill_buf_readable(m->body))
-        return rill_encoder_append(out, rill_buf_retain(m->body));
-    return 0;
+    return m->body ? append_body(out, m->body) : 0;
 }
 
 int rill__http_chunk_prefix(struct rill_buf *out, struct rill__http_enc *enc, uint64_t n)
@@ -206,7 +222,7 @@ int rill__http_encode_chunk(struct rill_buf **out, struct rill__http_enc *enc,
     if (n) {
         err = rill__http_chunk_prefix(*out, enc, n);
         if (!err)
-            err = rill_encoder_append(out, rill_buf_retain(data));
+            err = append_body(out, data);
         if (err)
             return err;
     }

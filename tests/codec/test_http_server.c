@@ -1110,3 +1110,27 @@ Test(http_server, removal_hands_over_undecoded_bytes)
     rill_msg_release(m);
     finish(e);
 }
+
+Test(http_server, writing_leaves_the_message_as_it_was)
+{
+    /* Encoding does not consume the body: a response kept (retained) and
+     * written again sends the same bytes. */
+    struct responder r = { .hold = true };
+    struct rill_embedded *e = server(NULL, &r);
+    feed_str(e, GET_A GET_A);
+    struct rill_http_response *resp;
+    rill_http_response_new(200, &resp);
+    rill_http_message_set_body_copy(&resp->http, "same", 4);
+    rill_msg_retain(&resp->http.msg);
+    rill_embedded_write_outbound(e, &resp->http.msg);
+    char *first = out_str(e);
+    cr_assert_eq(rill_http_message_body_len(&resp->http), 4);
+    rill_embedded_write_outbound(e, &resp->http.msg);
+    char *second = out_str(e);
+    cr_assert_str_eq(first, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsame");
+    cr_assert_str_eq(second, first);
+    free(first);
+    free(second);
+    responder_release(&r);
+    finish(e);
+}
