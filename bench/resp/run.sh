@@ -31,7 +31,7 @@
 #                           instruction counts per request (top functions); rill only,
 #                           --workers 1 unless given, one round. Builds with -g and frame
 #                           pointers in build/bench-profile (RILL_PROFILE_BUILD_DIR)
-#   RILL_BUILD_DIR          build directory (default build/release, Release)
+#   RILL_BUILD_DIR          build directory (default build/bench-codec, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), one line per
 # measured cell in DIR/results.txt, server and redis-benchmark output in
@@ -41,7 +41,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=${RILL_BUILD_DIR:-$root/build/release}
+# Its own build tree: build/release is rebuilt by whoever works in the tree,
+# and a library replaced under a running benchmark fails or skews it.
+build=${RILL_BUILD_DIR:-$root/build/bench-codec}
 
 rounds=3 duration=5 warmup=1 cpu=0 quick=0 do_build=1 out="" summary_only=""
 max_other=10 retries=2 keyspace=100000 rill_bin="" profile=""
