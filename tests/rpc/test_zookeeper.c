@@ -4,10 +4,7 @@
  * pool sees both, one is killed with -9, its node goes when its session
  * times out, and calls keep succeeding on the other all along.
  *
- * Not yet labelled for the TSan run: TSan reports a race inside the core
- * buffer release path (buffer/msg.c reading m->_leak against
- * rill__leak_untrack) when a response slice and its cumulation are
- * released on two threads; add the label once that is fixed.
+ * rill-test-labels: threaded
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
