@@ -1,8 +1,8 @@
 /* Heads and chunks on the way out. A head is written into the encoder's
- * pooled buffer in one go (sized beforehand); a body follows through
- * rill_encoder_append: copied when small, carried as a component of a
- * composite when large. A chunk's CRLF is written in front of the next
- * chunk-size line, so a large chunk costs no buffer after its data. */
+ * pooled buffer in one go (sized beforehand); a body follows: copied when
+ * small, carried as a component of a composite when large. A large
+ * chunk's CRLF is written in front of the next chunk-size line, so it
+ * costs no buffer after its data. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -223,6 +223,14 @@ int rill__http_encode_chunk(struct rill_buf **out, struct rill__http_enc *enc,
         err = rill__http_chunk_prefix(*out, enc, n);
         if (!err)
             err = append_body(out, data);
+        /* A small chunk was copied: its CRLF costs nothing now, and a
+         * client that waits for it sees the chunk at once. A large one is
+         * carried by reference: its CRLF goes before the next size line
+         * instead of into a buffer of its own. */
+        if (!err && n <= 512) {
+            err = rill_buf_write_bytes(*out, S("\r\n"));
+            enc->need_crlf = false;
+        }
         if (err)
             return err;
     }

@@ -348,3 +348,83 @@ Test(http_client, keep_alive_flag)
         finish(e);
     }
 }
+
+/* ---- the two codecs against each other ---- */
+
+static void add_content(struct rill_embedded *e, const char *data, size_t n, bool last)
+{
+    struct rill_buf *b = NULL;
+    if (n)
+        cr_assert_eq(rill_buf_copy_from(data, n, &b), 0);
+    struct rill_http_content *c;
+    cr_assert_eq(rill_http_content_new(b, last, &c), 0);
+    if (last)
+        rill_http_headers_add(&c->trailers, "X-Sum", "ok");
+    rill_embedded_write_outbound(e, &c->msg);
+}
+
+Test(http_client, streamed_bodies_round_trip)
+{
+    static const size_t sizes[] = { 1, 600, 5, 3000, 512, 513, 0 };
+    char *data = malloc(8192);
+    for (size_t i = 0; i < 8192; i++)
+        data[i] = (char)('a' + i % 26);
+    struct hstr want = { 0 };
+
+    /* A client streams a chunked request: the server decodes it. */
+    struct rill_embedded *c = client(NULL);
+    struct rill_http_request *req;
+    rill_http_request_new_head("POST", "/up", &req);
+    rill_http_headers_add(&req->http.headers, "Host", "h");
+    rill_embedded_write_outbound(c, &req->http.msg);
+    size_t off = 0;
+    for (size_t i = 0; i < RILL_ARRAY_SIZE(sizes); i++) {
+        add_content(c, data + off, sizes[i], i + 1 == RILL_ARRAY_SIZE(sizes));
+        hs_addn(&want, data + off, sizes[i]);
+        off += sizes[i];
+    }
+    char *wire = out_str(c);
+    struct rill_embedded_handler sh[1] = { { "http", &rill_http_server_codec, NULL } };
+    struct rill_embedded *s = hemb(sh, 1);
+    rill_test_feed_bytes(s, wire, strlen(wire));
+    struct hdesc d = { 0 };
+    hdesc_drain(&d, s);
+    char *got = hdesc_take(&d);
+    struct hstr expect = { 0 };
+    hs_add(&expect, "REQ POST /up 11 f=5 Host=h Transfer-Encoding=chunked; body[");
+    hs_add(&expect, want.s);
+    hs_add(&expect, "] trailers[ X-Sum=ok]\n");
+    cr_assert_str_eq(got, expect.s);
+    free(got);
+    free(wire);
+
+    /* The server streams a chunked response: the client decodes it. */
+    struct rill_http_response *resp;
+    rill_http_response_new_head(200, &resp);
+    rill_embedded_write_outbound(s, &resp->http.msg);
+    off = 0;
+    for (size_t i = 0; i < RILL_ARRAY_SIZE(sizes); i++) {
+        add_content(s, data + off, sizes[i], i + 1 == RILL_ARRAY_SIZE(sizes));
+        off += sizes[i];
+    }
+    wire = out_str(s);
+    for (size_t at = 1; at < strlen(wire); at += 97) {
+        struct rill_embedded *c2 = client(NULL);
+        send_req(c2, "POST", "/up");
+        rill_test_feed_split(c2, wire, strlen(wire), at);
+        d = (struct hdesc){ 0 };
+        hdesc_drain(&d, c2);
+        got = hdesc_take(&d);
+        cr_assert(has(got, "RESP 200 OK 11 f=5 Transfer-Encoding=chunked; body["), "%s", got);
+        cr_assert(has(got, want.s), "split at %zu", at);
+        cr_assert(has(got, "] trailers[ X-Sum=ok]\n"), "%s", got);
+        free(got);
+        finish(c2);
+    }
+    free(wire);
+    free(want.s);
+    free(expect.s);
+    free(data);
+    finish(s);
+    finish(c);
+}
