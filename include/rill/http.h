@@ -267,9 +267,10 @@ extern const struct rill_handler rill_http_server_codec;
  * responses without a body before the final one, reads bodies delimited by
  * Content-Length, chunked (trailers included) or the connection's end
  * (the last content is emitted when the channel goes inactive or its
- * input shuts down). Bad responses fail the channel (exception event with
- * RILL_EPROTO or RILL_ETOOLARGE and a text, then close), as do responses
- * cut off by the connection's end.
+ * input shuts down). After 101 Switching Protocols or a successful CONNECT
+ * the bytes pass on as rill_bufs. Bad responses fail the channel
+ * (exception event with RILL_EPROTO, RILL_ETOOLARGE or RILL_EBADVERSION and
+ * a text, then close), as do responses cut off by the connection's end.
  *
  * Add it with a `const struct rill_http_client_config *` as arg (copied),
  * or NULL for the defaults. */
