@@ -333,6 +333,8 @@ static void hand_over(struct rill_decoder *d)
     destroy(d);
 }
 
+static void run(struct rill_decoder *d);
+
 void rill_decoder_on_read(struct rill_ctx *ctx, struct rill_msg *msg)
 {
     struct rill_decoder *d = dec_of(ctx);
@@ -353,9 +355,22 @@ void rill_decoder_on_read(struct rill_ctx *ctx, struct rill_msg *msg)
     }
     if (d->_flags & DEC_IN_READ)
         return; /* re-entered from a message we fired: the running loop sees the bytes */
+    run(d);
+}
 
+void rill_decoder_decode_again(struct rill_decoder *d)
+{
+    if (d->_flags & (DEC_IN_READ | DEC_FAILED | DEC_DESTROYED | DEC_ENDED) || !d->_cum)
+        return;
+    run(d);
+}
+
+/* Decode what is held, then hand over, compact or fail as the result says. */
+static void run(struct rill_decoder *d)
+{
+    struct rill_ctx *ctx = d->_ctx;
     d->_flags |= DEC_IN_READ;
-    rc = decode_loop(d);
+    int rc = decode_loop(d);
     d->_flags &= ~DEC_IN_READ;
     if (d->_flags & DEC_REMOVED) {
         hand_over(d);

@@ -163,6 +163,13 @@ size_t rill_decoder_pending(const struct rill_decoder *d);
 /* Loop thread. The error that stopped the decoder, or 0 while it runs. */
 int rill_decoder_error(const struct rill_decoder *d);
 
+/* Loop thread. Run the decode step again over the bytes held, as if input
+ * had arrived: for a protocol whose step returned "no progress" because of
+ * outside state (a pause, a pending upgrade) that has now changed. Does
+ * nothing inside the decoder's own callbacks, after a failure or the end of
+ * input, or when nothing is held. */
+void rill_decoder_decode_again(struct rill_decoder *d);
+
 /* Loop thread. Change single-decode mode at run time (for a handler that
  * switches protocols after the first message). */
 void rill_decoder_set_single(struct rill_decoder *d, bool single);

@@ -608,6 +608,24 @@ Test(decoder, single_decode_emits_one_message_per_read)
     finish(e);
 }
 
+Test(decoder, decode_again_decodes_what_is_held_without_new_input)
+{
+    struct rill_decoder_options o = { .single_decode = true };
+    struct rill_embedded *e = emb_opts(&o);
+    push(e, "1a1b1c");
+    cr_assert_str_eq(S.trace, "R:a");
+    /* Outside state changed: decode again, no new bytes needed. */
+    rill_decoder_set_single(dec_of(e), false);
+    rill_decoder_decode_again(dec_of(e));
+    cr_assert_str_eq(S.trace, "R:a R:b R:c");
+    cr_assert_eq(rill_decoder_pending(dec_of(e)), 0);
+    /* Nothing held: nothing happens. */
+    int calls = S.decode_calls;
+    rill_decoder_decode_again(dec_of(e));
+    cr_assert_eq(S.decode_calls, calls);
+    finish(e);
+}
+
 /* ---- removal: leftovers go to the next handler ---- */
 
 Test(decoder, removal_hands_leftover_bytes_to_the_next_handler)
