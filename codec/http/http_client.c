@@ -29,7 +29,9 @@ enum {
 #define RING_MAX    65536u /* requests in flight */
 
 struct cli {
-    struct rill_decoder dec; /* first: the decoder base finds it here */
+    /* First: the decoder base and the encoder ops find it here; co.enc is
+     * the request being written. */
+    struct rill__http_codec co;
     struct rill_http_client_config cfg;
     struct rill__http_limits lim;
     struct rill_ctx *ctx;
@@ -41,7 +43,6 @@ struct cli {
     uint32_t ring_cap;
     uint64_t sent, answered;
     uint8_t ring_inline[RING_INLINE];
-    struct rill__http_enc enc; /* the request being written */
 };
 
 static void cli_config_defaults(struct rill_http_client_config *c)
@@ -84,7 +85,7 @@ static int push(struct cli *c, uint8_t flags)
 
 static int cli_fail(struct cli *c, struct rill__http_err *e)
 {
-    return rill_decoder_fail(&c->dec, e->err, "%s", e->why);
+    return rill_decoder_fail(&c->co.dec, e->err, "%s", e->why);
 }
 
 static int cli_head(struct cli *c, struct rill_buf *in)
@@ -114,7 +115,7 @@ static int cli_head(struct cli *c, struct rill_buf *in)
     m->msg.type = RILL_MSG_HTTP_FULL_RESPONSE;
     if (status < 200 && status != 101) { /* interim: the final answer follows */
         m->flags |= RILL_HTTP_F_NO_BODY;
-        rill_decoder_emit(&c->dec, &m->msg);
+        rill_decoder_emit(&c->co.dec, &m->msg);
         return 0;
     }
     uint8_t q = c->answered < c->sent ? c->ring[c->answered++ & (c->ring_cap - 1)] : 0;
@@ -139,7 +140,7 @@ static int cli_head(struct cli *c, struct rill_buf *in)
         if (fr.length > 0 && rill_buf_readable(in) >= fr.length) {
             if (rill_buf_read_slice(in, (size_t)fr.length, &m->body) != 0) {
                 rill_msg_release(&m->msg);
-                return rill_decoder_fail(&c->dec, -ENOMEM, "no memory for a body slice");
+                return rill_decoder_fail(&c->co.dec, -ENOMEM, "no memory for a body slice");
             }
         } else if (fr.length > 0) {
             m->msg.type = RILL_MSG_HTTP_RESPONSE;
@@ -156,7 +157,7 @@ static int cli_head(struct cli *c, struct rill_buf *in)
     }
     if (keep_alive)
         m->flags |= RILL_HTTP_F_KEEP_ALIVE;
-    rill_decoder_emit(&c->dec, &m->msg);
+    rill_decoder_emit(&c->co.dec, &m->msg);
     return 0;
 }
 
@@ -216,46 +217,6 @@ static const struct rill_decoder_ops cli_ops = {
 
 /* ---- encoding ---- */
 
-static size_t head_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
-{
-    struct cli *c = rill_ctx_state(ctx);
-    return rill__http_head_size((const struct rill_http_message *)msg, &c->enc.plan);
-}
-
-static int head_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
-{
-    struct cli *c = rill_ctx_state(ctx);
-    return rill__http_encode_head(out, msg, &c->enc.plan, &c->enc);
-}
-
-static const struct rill_encoder_ops head_ops = {
-    .size_hint = head_hint,
-    .encode = head_encode,
-};
-
-static size_t chunk_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
-{
-    struct rill_http_content *ct = rill_http_content_from_msg((struct rill_msg *)msg);
-    const struct rill_buf *b = ct ? ct->data : (const struct rill_buf *)msg;
-    size_t n = b ? rill_buf_readable(b) : 0;
-    return 64 + (n <= 512 ? n : 0) + (ct ? ct->trailers._len + 4u * ct->trailers._n : 0);
-}
-
-static int chunk_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
-{
-    struct cli *c = rill_ctx_state(ctx);
-    struct rill_http_content *ct = rill_http_content_from_msg(msg);
-    if (!ct)
-        return rill__http_encode_chunk(out, &c->enc, (struct rill_buf *)msg, false, NULL);
-    return rill__http_encode_chunk(out, &c->enc, ct->data, msg->type == RILL_MSG_HTTP_LAST_CONTENT,
-                                   &ct->trailers);
-}
-
-static const struct rill_encoder_ops chunk_ops = {
-    .size_hint = chunk_hint,
-    .encode = chunk_encode,
-};
-
 static void refuse(struct rill_msg *m, struct rill_promise *p, int err, const char *why)
 {
     RILL_DEBUGF("http client codec: write refused: %s (%s)", why, rill_strerror(err));
@@ -267,14 +228,14 @@ static void refuse(struct rill_msg *m, struct rill_promise *p, int err, const ch
 static void write_request(struct cli *c, struct rill_msg *msg, struct rill_promise *p)
 {
     struct rill_http_request *r = (struct rill_http_request *)msg;
-    if (c->enc.mode != RILL__ENC_NONE)
+    if (c->co.enc.mode != RILL__ENC_NONE)
         return refuse(msg, p, -EINVAL, "a request inside another request's body");
     struct rill__http_user_framing u;
     rill__http_user_framing(&r->http.headers, &u);
     if (u.length_bad)
         return refuse(msg, p, -EINVAL, "invalid Content-Length field");
-    c->enc = (struct rill__http_enc){ 0 };
-    struct rill__http_plan *plan = &c->enc.plan;
+    c->co.enc = (struct rill__http_enc){ 0 };
+    struct rill__http_plan *plan = &c->co.enc.plan;
     if (msg->type == RILL_MSG_HTTP_FULL_REQUEST) {
         size_t blen = rill_http_message_body_len(&r->http);
         if (u.has_te) {
@@ -291,15 +252,15 @@ static void write_request(struct cli *c, struct rill_msg *msg, struct rill_promi
         }
         plan->with_body = true;
     } else if (u.has_length) {
-        c->enc.mode = RILL__ENC_LENGTH;
-        c->enc.remaining = u.length;
+        c->co.enc.mode = RILL__ENC_LENGTH;
+        c->co.enc.remaining = u.length;
     } else if (u.has_te) {
         if (!u.te_chunked)
             return refuse(msg, p, -EINVAL, "Transfer-Encoding of a request not chunked");
-        c->enc.mode = RILL__ENC_CHUNKED;
+        c->co.enc.mode = RILL__ENC_CHUNKED;
     } else if (r->http.version == RILL_HTTP_11) {
         plan->add_chunked = true;
-        c->enc.mode = RILL__ENC_CHUNKED;
+        c->co.enc.mode = RILL__ENC_CHUNKED;
     } else {
         return refuse(msg, p, -EINVAL, "HTTP/1.0 request head without Content-Length");
     }
@@ -307,10 +268,10 @@ static void write_request(struct cli *c, struct rill_msg *msg, struct rill_promi
                 (r->method_id == RILL_HTTP_CONNECT ? Q_CONNECT : 0);
     int err = push(c, q);
     if (err) {
-        c->enc.mode = RILL__ENC_NONE;
+        c->co.enc.mode = RILL__ENC_NONE;
         return refuse(msg, p, err, "too many requests in flight");
     }
-    rill_encoder_write(c->ctx, &head_ops, msg, p);
+    rill_encoder_write(c->ctx, &rill__http_head_ops, msg, p);
 }
 
 static void write_body(struct cli *c, struct rill_msg *msg, struct rill_promise *p, bool last)
@@ -319,19 +280,19 @@ static void write_body(struct cli *c, struct rill_msg *msg, struct rill_promise 
     struct rill_buf *b = rill_buf_from_msg(msg);
     bool sized = ct || b;
     size_t n = ct ? (ct->data ? rill_buf_readable(ct->data) : 0) : b ? rill_buf_readable(b) : 0;
-    if (c->enc.mode == RILL__ENC_CHUNKED) {
+    if (c->co.enc.mode == RILL__ENC_CHUNKED) {
         if (!sized)
             return refuse(msg, p, -EINVAL, "a file region in a chunked body");
         if (last)
-            c->enc.mode = RILL__ENC_NONE;
-        rill_encoder_write(c->ctx, &chunk_ops, msg, p);
+            c->co.enc.mode = RILL__ENC_NONE;
+        rill_encoder_write(c->ctx, &rill__http_chunk_ops, msg, p);
         return;
     }
-    if (sized && n > c->enc.remaining)
+    if (sized && n > c->co.enc.remaining)
         return refuse(msg, p, -EINVAL, "body longer than its Content-Length");
-    c->enc.remaining -= sized ? n : 0;
+    c->co.enc.remaining -= sized ? n : 0;
     if (last)
-        c->enc.mode = RILL__ENC_NONE;
+        c->co.enc.mode = RILL__ENC_NONE;
     struct rill_msg *out = msg;
     if (ct) {
         out = NULL;
@@ -361,13 +322,13 @@ static void cli_write(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_pr
         return;
     case RILL_MSG_HTTP_CONTENT:
     case RILL_MSG_HTTP_LAST_CONTENT:
-        if (c->enc.mode == RILL__ENC_NONE)
+        if (c->co.enc.mode == RILL__ENC_NONE)
             return refuse(msg, p, -EINVAL, "content without a request head");
         write_body(c, msg, p, msg->type == RILL_MSG_HTTP_LAST_CONTENT);
         return;
     case RILL_MSG_BUF:
     case RILL_MSG_FILE_REGION:
-        if (c->enc.mode != RILL__ENC_NONE) {
+        if (c->co.enc.mode != RILL__ENC_NONE) {
             write_body(c, msg, p, false);
             return;
         }
@@ -388,7 +349,7 @@ static int cli_added(struct rill_ctx *ctx)
     c->ctx = ctx;
     c->ring = c->ring_inline;
     c->ring_cap = RING_INLINE;
-    return rill_decoder_init(&c->dec, ctx, &cli_ops, NULL);
+    return rill_decoder_init(&c->co.dec, ctx, &cli_ops, NULL);
 }
 
 const struct rill_handler rill_http_client_codec = {

@@ -11,6 +11,7 @@
 #include "codec/http/http_internal.h"
 #include "rill/buf.h"
 #include "rill/encoder.h"
+#include "rill/pipeline.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -251,3 +252,45 @@ int rill__http_encode_chunk(struct rill_buf **out, struct rill__http_enc *enc,
     }
     return err ? err : rill_buf_write_bytes(*out, S("\r\n"));
 }
+
+/* ---- the encoder ops of both codecs ---- */
+
+static size_t head_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
+{
+    struct rill__http_codec *co = rill_ctx_state(ctx);
+    return rill__http_head_size((const struct rill_http_message *)msg, &co->enc.plan);
+}
+
+static int head_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
+{
+    struct rill__http_codec *co = rill_ctx_state(ctx);
+    return rill__http_encode_head(out, msg, &co->enc.plan, &co->enc);
+}
+
+const struct rill_encoder_ops rill__http_head_ops = {
+    .size_hint = head_hint,
+    .encode = head_encode,
+};
+
+static size_t chunk_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
+{
+    struct rill_http_content *c = rill_http_content_from_msg((struct rill_msg *)msg);
+    const struct rill_buf *b = c ? c->data : (const struct rill_buf *)msg;
+    size_t n = b ? rill_buf_readable(b) : 0;
+    return 64 + (n <= 512 ? n : 0) + (c ? c->trailers._len + 4u * c->trailers._n : 0);
+}
+
+static int chunk_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
+{
+    struct rill__http_codec *co = rill_ctx_state(ctx);
+    struct rill_http_content *c = rill_http_content_from_msg(msg);
+    if (!c)
+        return rill__http_encode_chunk(out, &co->enc, (struct rill_buf *)msg, false, NULL);
+    return rill__http_encode_chunk(out, &co->enc, c->data, msg->type == RILL_MSG_HTTP_LAST_CONTENT,
+                                   &c->trailers);
+}
+
+const struct rill_encoder_ops rill__http_chunk_ops = {
+    .size_hint = chunk_hint,
+    .encode = chunk_encode,
+};

@@ -8,10 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rill/decoder.h"
 #include "rill/http.h"
 
 struct rill_buf;
-struct rill_decoder;
+struct rill_encoder_ops;
 
 /* ---- character classes (RFC 9110 5.6.2 tchar; field-value bytes) ---- */
 
@@ -230,5 +231,23 @@ int rill__http_encode_chunk(struct rill_buf **out, struct rill__http_enc *enc,
 
 /* Write the "[CRLF] size CRLF" line for @n bytes into *@out. */
 int rill__http_chunk_prefix(struct rill_buf *out, struct rill__http_enc *enc, uint64_t n);
+
+/* ---- the start of both codecs' state ---- */
+
+/* The decoder base first (it finds itself at the start of the handler
+ * state), then the body framing of the message being written, where the
+ * shared encoder ops below find it. */
+struct rill__http_codec {
+    struct rill_decoder dec;
+    struct rill__http_enc enc;
+};
+
+/* Encoder ops for a handler whose state starts with struct
+ * rill__http_codec, written through rill_encoder_write(). head: a request
+ * or response head by enc.plan (and, for plan.with_body, the body of a
+ * full message). chunk: a content or a raw buffer as the next chunk, the
+ * last one for a last content. */
+extern const struct rill_encoder_ops rill__http_head_ops;
+extern const struct rill_encoder_ops rill__http_chunk_ops;
 
 #endif /* RILL_CODEC_HTTP_INTERNAL_H */

@@ -59,7 +59,7 @@ struct closer {
 };
 
 struct srv {
-    struct rill_decoder dec; /* first: the decoder base finds it here */
+    struct rill__http_codec co; /* first: the decoder base and the encoder ops find it here */
     struct rill_http_server_config cfg;
     struct rill__http_limits lim;
     struct rill_ctx *ctx;
@@ -78,8 +78,7 @@ struct srv {
     uint64_t decoded, answered;
     struct pend ring_inline[RING_INLINE];
 
-    /* The response being written. */
-    struct rill__http_enc enc;
+    /* The response being written (its body framing is co.enc). */
     bool resp_close; /* it ends the connection */
     bool opaque;     /* a piece of unknown size passed (a file region) */
 
@@ -229,7 +228,7 @@ static void write_last(struct srv *s, struct rill_msg *m, struct rill_promise *u
 static void maybe_answer_error(struct srv *s)
 {
     struct pend *f = front(s);
-    if (!f || !(f->flags & P_ERROR) || s->enc.mode != RILL__ENC_NONE || s->closing)
+    if (!f || !(f->flags & P_ERROR) || s->co.enc.mode != RILL__ENC_NONE || s->closing)
         return;
     unsigned status = f->status;
     s->answered++;
@@ -261,7 +260,8 @@ static int srv_fail(struct srv *s, struct rill__http_err *e)
     s->failed_by_us = true;
     if (e->status) {
         uint64_t seq = in_body ? s->decoded - 1 : s->decoded;
-        if (in_body && (seq < s->answered || (seq == s->answered && s->enc.mode != RILL__ENC_NONE)))
+        if (in_body &&
+            (seq < s->answered || (seq == s->answered && s->co.enc.mode != RILL__ENC_NONE)))
             e->status = 0; /* answered already, or its answer is under way */
         else if (in_body)
             s->ring[seq & (s->ring_cap - 1)] = (struct pend){ P_ERROR, (uint16_t)e->status };
@@ -274,7 +274,7 @@ static int srv_fail(struct srv *s, struct rill__http_err *e)
     } else if (!s->closing) {
         write_last(s, NULL, NULL); /* what was written goes out, then the close */
     }
-    return rill_decoder_fail(&s->dec, e->err, "%s", e->why);
+    return rill_decoder_fail(&s->co.dec, e->err, "%s", e->why);
 }
 
 static void request_done(struct srv *s)
@@ -404,7 +404,7 @@ static int srv_head(struct srv *s, struct rill_buf *in)
         req->http.msg.type = RILL_MSG_HTTP_FULL_REQUEST;
         request_done(s);
     }
-    rill_decoder_emit(&s->dec, &req->http.msg);
+    rill_decoder_emit(&s->co.dec, &req->http.msg);
     return 0;
 }
 
@@ -461,47 +461,6 @@ static const struct rill_decoder_ops srv_ops = {
 
 /* ---- encoding ---- */
 
-static size_t head_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
-{
-    struct srv *s = rill_ctx_state(ctx);
-    return rill__http_head_size((const struct rill_http_message *)msg, &s->enc.plan);
-}
-
-static int head_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
-{
-    struct srv *s = rill_ctx_state(ctx);
-    return rill__http_encode_head(out, msg, &s->enc.plan, &s->enc);
-}
-
-static const struct rill_encoder_ops head_ops = {
-    .size_hint = head_hint,
-    .encode = head_encode,
-};
-
-static size_t chunk_hint(struct rill_ctx *ctx, const struct rill_msg *msg)
-{
-    struct rill_http_content *c = rill_http_content_from_msg((struct rill_msg *)msg);
-    const struct rill_buf *b = c ? c->data : (const struct rill_buf *)msg;
-    size_t n = b ? rill_buf_readable(b) : 0;
-    return 64 + (n <= 512 ? n : 0) + (c ? c->trailers._len + 4u * c->trailers._n : 0);
-}
-
-/* A content or a raw buffer as the next chunk (the last one for a last content). */
-static int chunk_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_buf **out)
-{
-    struct srv *s = rill_ctx_state(ctx);
-    struct rill_http_content *c = rill_http_content_from_msg(msg);
-    if (!c)
-        return rill__http_encode_chunk(out, &s->enc, (struct rill_buf *)msg, false, NULL);
-    return rill__http_encode_chunk(out, &s->enc, c->data, msg->type == RILL_MSG_HTTP_LAST_CONTENT,
-                                   &c->trailers);
-}
-
-static const struct rill_encoder_ops chunk_ops = {
-    .size_hint = chunk_hint,
-    .encode = chunk_encode,
-};
-
 static void refuse(struct rill_msg *m, struct rill_promise *p, int err, const char *why)
 {
     RILL_DEBUGF("http server codec: write refused: %s (%s)", why, rill_strerror(err));
@@ -528,7 +487,7 @@ static void response_done(struct srv *s)
 static void write_response(struct srv *s, struct rill_msg *msg, struct rill_promise *p)
 {
     struct rill_http_response *r = (struct rill_http_response *)msg;
-    if (s->enc.mode != RILL__ENC_NONE)
+    if (s->co.enc.mode != RILL__ENC_NONE)
         return refuse(msg, p, -EINVAL, "a response inside another response's body");
     if (s->closing)
         return refuse(msg, p, RILL_ECLOSED, "the connection's last response was written");
@@ -538,7 +497,7 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
     if (!f)
         f = &none;
     bool v10 = f->flags & P_V10;
-    s->enc = (struct rill__http_enc){ 0 };
+    s->co.enc = (struct rill__http_enc){ 0 };
     s->opaque = false;
 
     if (r->status < 200 && r->status != 101) { /* interim: the final answer follows */
@@ -546,7 +505,7 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
             return succeed_dropped(msg, p); /* HTTP/1.0 has no interim responses */
         if (r->status == 100)
             f->flags |= P_CONT_SENT;
-        rill_encoder_write(s->ctx, &head_ops, msg, p);
+        rill_encoder_write(s->ctx, &rill__http_head_ops, msg, p);
         return;
     }
 
@@ -563,7 +522,7 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
     if ((f->flags & (P_EXPECT | P_CONT_SENT)) == P_EXPECT && s->st == DS_BODY &&
         s->decoded - 1 == s->answered)
         close = true;
-    struct rill__http_plan *plan = &s->enc.plan;
+    struct rill__http_plan *plan = &s->co.enc.plan;
     uint8_t mode = RILL__ENC_NONE;
     if (full) {
         size_t blen = rill_http_message_body_len(&r->http);
@@ -583,7 +542,7 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
         mode = RILL__ENC_DROP;
     } else if (u.has_length) {
         mode = RILL__ENC_LENGTH;
-        s->enc.remaining = u.length;
+        s->co.enc.remaining = u.length;
     } else if (u.has_te) {
         mode = u.te_chunked ? RILL__ENC_CHUNKED : RILL__ENC_RAW;
     } else if (!v10) {
@@ -600,13 +559,13 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
         plan->add_keep_alive = true;
 
     if (!full) {
-        s->enc.mode = mode;
+        s->co.enc.mode = mode;
         s->resp_close = close;
-        rill_encoder_write(s->ctx, &head_ops, msg, p);
+        rill_encoder_write(s->ctx, &rill__http_head_ops, msg, p);
         return;
     }
     if (!close) {
-        rill_encoder_write(s->ctx, &head_ops, msg, p);
+        rill_encoder_write(s->ctx, &rill__http_head_ops, msg, p);
         response_done(s);
         return;
     }
@@ -614,7 +573,7 @@ static void write_response(struct srv *s, struct rill_msg *msg, struct rill_prom
     if (f != &none)
         s->answered++;
     struct rill_promise *wp = closing_promise(s, p);
-    rill_encoder_write(s->ctx, &head_ops, msg, wp ? wp : p);
+    rill_encoder_write(s->ctx, &rill__http_head_ops, msg, wp ? wp : p);
     if (wp)
         rill_promise_release(wp);
     else
@@ -632,19 +591,19 @@ static void write_body(struct srv *s, struct rill_msg *msg, struct rill_promise 
     bool close = s->resp_close, chunked = false;
     struct rill_msg *out = NULL; /* what goes on as it is */
 
-    switch (s->enc.mode) {
+    switch (s->co.enc.mode) {
     case RILL__ENC_DROP:
         break;
     case RILL__ENC_LENGTH:
-        if (sized && n > s->enc.remaining) {
+        if (sized && n > s->co.enc.remaining) {
             refuse(msg, p, -EINVAL, "body longer than its Content-Length");
-            s->enc.mode = RILL__ENC_NONE;
+            s->co.enc.mode = RILL__ENC_NONE;
             write_last(s, NULL, NULL); /* the stream cannot be repaired */
             return;
         }
-        s->enc.remaining -= sized ? n : 0;
+        s->co.enc.remaining -= sized ? n : 0;
         s->opaque |= !sized;
-        if (last && s->enc.remaining && !s->opaque)
+        if (last && s->co.enc.remaining && !s->opaque)
             close = true; /* cut short: only the close can tell the peer */
         /* fall through */
     case RILL__ENC_RAW:
@@ -665,7 +624,7 @@ static void write_body(struct srv *s, struct rill_msg *msg, struct rill_promise 
 
     if (!last) {
         if (chunked)
-            rill_encoder_write(s->ctx, &chunk_ops, msg, p);
+            rill_encoder_write(s->ctx, &rill__http_chunk_ops, msg, p);
         else if (out)
             rill_ctx_write(s->ctx, out, p);
         else if (p)
@@ -675,14 +634,14 @@ static void write_body(struct srv *s, struct rill_msg *msg, struct rill_promise 
         return;
     }
 
-    s->enc.mode = RILL__ENC_NONE;
+    s->co.enc.mode = RILL__ENC_NONE;
     if (close) {
         s->closing = s->stopping = true;
         if (front(s))
             s->answered++;
         if (chunked) {
             struct rill_promise *wp = closing_promise(s, p);
-            rill_encoder_write(s->ctx, &chunk_ops, msg, wp ? wp : p);
+            rill_encoder_write(s->ctx, &rill__http_chunk_ops, msg, wp ? wp : p);
             if (wp)
                 rill_promise_release(wp);
             else
@@ -695,7 +654,7 @@ static void write_body(struct srv *s, struct rill_msg *msg, struct rill_promise 
         return;
     }
     if (chunked) {
-        rill_encoder_write(s->ctx, &chunk_ops, msg, p);
+        rill_encoder_write(s->ctx, &rill__http_chunk_ops, msg, p);
     } else {
         if (msg)
             rill_msg_release(msg);
@@ -722,14 +681,14 @@ static void srv_write(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_pr
         return;
     case RILL_MSG_HTTP_CONTENT:
     case RILL_MSG_HTTP_LAST_CONTENT:
-        if (s->enc.mode == RILL__ENC_NONE)
+        if (s->co.enc.mode == RILL__ENC_NONE)
             return refuse(msg, p, s->closing ? RILL_ECLOSED : -EINVAL,
                           "content without a response head");
         write_body(s, msg, p, msg->type == RILL_MSG_HTTP_LAST_CONTENT);
         return;
     case RILL_MSG_BUF:
     case RILL_MSG_FILE_REGION:
-        if (s->enc.mode != RILL__ENC_NONE) {
+        if (s->co.enc.mode != RILL__ENC_NONE) {
             write_body(s, msg, p, false);
             return;
         }
@@ -745,7 +704,7 @@ static void srv_read_complete(struct rill_ctx *ctx)
     struct srv *s = rill_ctx_state(ctx);
     rill_decoder_on_read_complete(ctx);
     /* The base failed on its own (a limit of its own, no memory): close. */
-    if (rill_decoder_error(&s->dec) && !s->failed_by_us && !s->closing) {
+    if (rill_decoder_error(&s->co.dec) && !s->failed_by_us && !s->closing) {
         s->failed_by_us = true;
         write_last(s, NULL, NULL);
     }
@@ -775,7 +734,7 @@ static int srv_added(struct rill_ctx *ctx)
     s->ring_cap = RING_INLINE;
     /* The codec answers bad requests and closes itself, after the answer. */
     struct rill_decoder_options o = { .keep_open_on_error = true };
-    return rill_decoder_init(&s->dec, ctx, &srv_ops, &o);
+    return rill_decoder_init(&s->co.dec, ctx, &srv_ops, &o);
 }
 
 const struct rill_handler rill_http_server_codec = {
