@@ -155,13 +155,7 @@ static int trailers(struct rill__http_body *b, struct rill_decoder *d, struct ri
     c = rill__http_last_alloc(b->scan.lines, hlen + 1, &t);
     if (!c)
         return rill__http_errf(e, -ENOMEM, 0, "no memory for trailers");
-    size_t n;
-    const uint8_t *p = rill_buf_read_ptr(in, &n);
-    if (p)
-        memcpy(t, p, hlen);
-    else
-        rill_buf_get_bytes(in, rill_buf_reader_index(in), t, hlen);
-    t[hlen] = '\0';
+    rill__http_copy_head(in, hlen, t);
     c->trailers._len = (uint32_t)(hlen + 1);
     int err = rill__http_parse_fields(t, t, hlen, &c->trailers, NULL, e);
     if (err) {

@@ -139,6 +139,10 @@ struct rill__http_framing {
 int rill__http_parse_fields(char *base, char *t, size_t len, struct rill_http_headers *h,
                             struct rill__http_framing *fr, struct rill__http_err *e);
 
+/* Copy the first @hlen readable bytes of @in into @t and NUL-terminate
+ * them (@t has room for @hlen + 1); @in's indices don't move. */
+void rill__http_copy_head(const struct rill_buf *in, size_t hlen, char *t);
+
 /* Decode the complete request head that @sc found at @in's reader index
  * into a new REQUEST message (the bytes are not consumed from @in).
  * Returns 0 and *@out, or < 0 with @e filled. */

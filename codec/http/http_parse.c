@@ -267,8 +267,7 @@ static int parse_version(const char *v, size_t n, uint8_t *version, bool request
     return 0;
 }
 
-/* Copy the head into @t (NUL-terminated). */
-static void copy_head(const struct rill_buf *in, size_t hlen, char *t)
+void rill__http_copy_head(const struct rill_buf *in, size_t hlen, char *t)
 {
     size_t n;
     const uint8_t *p = rill_buf_read_ptr(in, &n);
@@ -358,7 +357,7 @@ int rill__http_decode_request(const struct rill_buf *in, const struct rill__http
         rill__http_request_alloc(RILL_MSG_HTTP_REQUEST, nent, hlen + 1, &t);
     if (!r)
         return rill__http_errf(e, -ENOMEM, 0, "no memory for a request head");
-    copy_head(in, hlen, t);
+    rill__http_copy_head(in, hlen, t);
     r->http.headers._len = (uint32_t)(hlen + 1);
     memset(fr, 0, sizeof(*fr));
     int err = parse_request_line(t, sc->first, r, e);
@@ -383,7 +382,7 @@ int rill__http_decode_response(const struct rill_buf *in, const struct rill__htt
         rill__http_response_alloc(RILL_MSG_HTTP_RESPONSE, nent, hlen + 1, &t);
     if (!r)
         return rill__http_errf(e, -ENOMEM, 0, "no memory for a response head");
-    copy_head(in, hlen, t);
+    rill__http_copy_head(in, hlen, t);
     r->http.headers._len = (uint32_t)(hlen + 1);
     memset(fr, 0, sizeof(*fr));
     int err = parse_status_line(t, sc->first, r, e);
