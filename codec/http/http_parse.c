@@ -346,52 +346,52 @@ static int parse_status_line(char *t, size_t first, struct rill_http_response *r
     return 0;
 }
 
-int rill__http_decode_request(const struct rill_buf *in, const struct rill__http_scan *sc,
-                              struct rill_http_request **out, struct rill__http_framing *fr,
-                              struct rill__http_err *e)
+/* Decode the head @sc found into a new request (*@req) or response
+ * (*@resp): one of the two is NULL. Neither is written on failure. */
+static int decode_head(const struct rill_buf *in, const struct rill__http_scan *sc,
+                       struct rill_http_request **req, struct rill_http_response **resp,
+                       struct rill__http_framing *fr, struct rill__http_err *e)
 {
     size_t hlen = sc->pos;
     uint32_t nent = sc->lines ? sc->lines - 1 : 0;
     char *t;
-    struct rill_http_request *r =
-        rill__http_request_alloc(RILL_MSG_HTTP_REQUEST, nent, hlen + 1, &t);
-    if (!r)
-        return rill__http_errf(e, -ENOMEM, 0, "no memory for a request head");
+    struct rill_http_request *rq = NULL;
+    struct rill_http_response *rs = NULL;
+    if (req)
+        rq = rill__http_request_alloc(RILL_MSG_HTTP_REQUEST, nent, hlen + 1, &t);
+    else
+        rs = rill__http_response_alloc(RILL_MSG_HTTP_RESPONSE, nent, hlen + 1, &t);
+    struct rill_http_message *m = rq ? &rq->http : rs ? &rs->http : NULL;
+    if (!m)
+        return rill__http_errf(e, -ENOMEM, 0, "no memory for a %s head",
+                               req ? "request" : "response");
     rill__http_copy_head(in, hlen, t);
-    r->http.headers._len = (uint32_t)(hlen + 1);
+    m->headers._len = (uint32_t)(hlen + 1);
     memset(fr, 0, sizeof(*fr));
-    int err = parse_request_line(t, sc->first, r, e);
+    int err = rq ? parse_request_line(t, sc->first, rq, e) : parse_status_line(t, sc->first, rs, e);
     if (!err)
-        err = rill__http_parse_fields(t, t + sc->first, hlen - sc->first, &r->http.headers, fr, e);
+        err = rill__http_parse_fields(t, t + sc->first, hlen - sc->first, &m->headers, fr, e);
     if (err) {
-        rill_msg_release(&r->http.msg);
+        rill_msg_release(&m->msg);
         return err;
     }
-    *out = r;
+    if (rq)
+        *req = rq;
+    else
+        *resp = rs;
     return 0;
+}
+
+int rill__http_decode_request(const struct rill_buf *in, const struct rill__http_scan *sc,
+                              struct rill_http_request **out, struct rill__http_framing *fr,
+                              struct rill__http_err *e)
+{
+    return decode_head(in, sc, out, NULL, fr, e);
 }
 
 int rill__http_decode_response(const struct rill_buf *in, const struct rill__http_scan *sc,
                                struct rill_http_response **out, struct rill__http_framing *fr,
                                struct rill__http_err *e)
 {
-    size_t hlen = sc->pos;
-    uint32_t nent = sc->lines ? sc->lines - 1 : 0;
-    char *t;
-    struct rill_http_response *r =
-        rill__http_response_alloc(RILL_MSG_HTTP_RESPONSE, nent, hlen + 1, &t);
-    if (!r)
-        return rill__http_errf(e, -ENOMEM, 0, "no memory for a response head");
-    rill__http_copy_head(in, hlen, t);
-    r->http.headers._len = (uint32_t)(hlen + 1);
-    memset(fr, 0, sizeof(*fr));
-    int err = parse_status_line(t, sc->first, r, e);
-    if (!err)
-        err = rill__http_parse_fields(t, t + sc->first, hlen - sc->first, &r->http.headers, fr, e);
-    if (err) {
-        rill_msg_release(&r->http.msg);
-        return err;
-    }
-    *out = r;
-    return 0;
+    return decode_head(in, sc, NULL, out, fr, e);
 }
