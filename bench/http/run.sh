@@ -23,11 +23,12 @@
 #         --no-build        use the binaries already built
 #         --summary FILE    only print the table for an earlier run's results.txt
 #         --profile perf|callgrind
-#                           profile rill instead of comparing: perf record -g on the server
-#                           during each cell (top symbols by self time), or callgrind
-#                           instruction counts per request (top functions); rill only,
-#                           --workers 1 unless given, one round. Builds with -g and frame
-#                           pointers in build/bench-profile (RILL_PROFILE_BUILD_DIR)
+#                           profile each server instead of timing it: perf record -g on
+#                           the server during each cell (top symbols by self time), or
+#                           callgrind instruction counts per request (user space; top
+#                           functions); --workers 1 unless given, one round. rill is built
+#                           with -g and frame pointers in build/bench-profile
+#                           (RILL_PROFILE_BUILD_DIR)
 #   RILL_BUILD_DIR          build directory (default build/bench-codec, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), one line per
@@ -81,7 +82,7 @@ fi
 case "$profile" in
 "") workers_list=${workers_list:-1,2} ;;
 perf | callgrind)
-    workers_list=${workers_list:-1} only_servers=rill rounds=1
+    workers_list=${workers_list:-1} rounds=1
     build=${RILL_PROFILE_BUILD_DIR:-$root/build/bench-profile}
     ;;
 *) echo "run.sh: --profile takes perf or callgrind" >&2; exit 2 ;;
@@ -271,7 +272,7 @@ results=$out/results.txt
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-http.XXXXXX")
 
 # ---- nothing stays behind ----
-server_pid="" server_pids=() wrk_pid="" prof_pid="" rill_prefix=()
+server_pid="" server_pids=() wrk_pid="" prof_pid="" prof_prefix=()
 alive() { # alive pid: running, not a zombie waiting to be reaped
     local s
     s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -350,9 +351,9 @@ cpu_sample() { # cpu_sample cpus
     } END { print b + 0, t + 0, rb + 0, rt + 0 }' /proc/stat
 }
 
-wait_http() { # wait_http port pid: until GET / answers or the process dies (10 s)
+wait_http() { # wait_http port pid: until GET / answers or the process dies (30 s)
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.1
@@ -363,7 +364,7 @@ wait_http() { # wait_http port pid: until GET / answers or the process dies (10 
 start_rill() { # start_rill workers cpus log -> server_pid, server_pids, port
     local w=$1 cpus=$2 log=$3 i
     port=$(free_port) || die "no free port"
-    taskset -c "$cpus" "${rill_prefix[@]}" "$hello" --host 127.0.0.1 --port "$port" --workers "$w" \
+    taskset -c "$cpus" "${prof_prefix[@]}" "$hello" --host 127.0.0.1 --port "$port" --workers "$w" \
         >"$log" 2>&1 &
     server_pid=$! server_pids=()
     for ((i = 0; i < 300; i++)); do # 30 s: valgrind starts slowly
@@ -386,9 +387,13 @@ start_nginx() { # start_nginx workers cpus log -> server_pid, server_pids (worke
     [ "$w" -gt 1 ] && reuse=" reuseport"
     sed -e "s|@USER@|$user|; s|@WORKERS@|$w|; s|@DIR@|$dir|g; s|@PORT@|$port|; s|@REUSEPORT@|$reuse|" \
         "$here/nginx.conf.in" >"$dir/nginx.conf"
-    taskset -c "$cpus" "$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$log" 2>&1 &
+    # under callgrind, one process: the master serves (worker_processes is then ignored)
+    [ "$profile" = callgrind ] && sed -i 's/^master_process on;/master_process off;/' "$dir/nginx.conf"
+    taskset -c "$cpus" "${prof_prefix[@]}" "$nginx_bin" -p "$dir" -e "$dir/error.log" \
+        -c "$dir/nginx.conf" >"$log" 2>&1 &
     server_pid=$! server_pids=()
     wait_http "$port" "$server_pid" || { cat "$dir/error.log" >>"$log" 2>/dev/null; return 1; }
+    [ "$profile" = callgrind ] && return 0
     for ((i = 0; i < 50; i++)); do
         mapfile -t server_pids < <(pgrep -P "$server_pid")
         [ "${#server_pids[@]}" -ge "$w" ] && return 0
@@ -466,75 +471,92 @@ function us(s) { if (s ~ /us$/) return s + 0; if (s ~ /ms$/) return s * 1000; if
 END { printf "requests=%d req_s=%.0f p50_us=%.1f p99_us=%.1f non2xx=%d sock_errors=%d", req, rps, p50, p99, non2xx, serr }' "$1"
 }
 
-# ---- --profile: rill alone, one profile per cell ----
-# perf: perf record -g on the server while the cell runs, then the symbols
-# with the most self time. callgrind: the server runs under callgrind with
-# instrumentation off; each cell's measured run is bracketed by zero /
-# instrumentation on / dump, so a dump holds that cell's requests only
-# (wrk's connection setup included, spread over the requests).
-profile_rill() {
-    local pdir=$out/profile w cpus log c f total req wlog
+# ---- --profile: one profile per server and cell ----
+# perf: perf record -g on the server (nginx: master and workers) while the
+# cell runs, then the symbols with the most self time. callgrind: the server
+# runs under callgrind with instrumentation off (nginx as a single process,
+# master_process off); each cell's measured run is bracketed by zero /
+# instrumentation on / dump, so a dump holds that cell's requests only (wrk's
+# connection setup included, spread over the requests). Instruction counts
+# are user space only and do not depend on the machine's load.
+newest() { # newest file...: the most recently modified of the files
+    local f n=$1
+    for f in "$@"; do [ "$f" -nt "$n" ] && n=$f; done
+    echo "$n"
+}
+
+profile_servers() {
+    local pdir=$out/profile w cpus log c f total req wlog s label pids
     mkdir -p "$pdir"
     for w in "${workers[@]}"; do
         cpus=$(cpu_set "$w")
-        log=$out/logs/rill-w$w-$profile.log
-        rill_prefix=()
-        [ "$profile" = callgrind ] && rill_prefix=(valgrind --tool=callgrind --instr-atstart=no
-            "--callgrind-out-file=$pdir/callgrind-w$w.out")
-        if ! start_rill "$w" "$cpus" "$log" || ! verify "rill (workers $w)" "$port"; then
-            sed 's/^/    /' "$log" >&2
-            die "rill (workers $w) did not start or answered wrongly under $profile"
-        fi
-        for c in "${conns[@]}"; do
-            wlog=$out/logs/wrk-rill-w$w-c$c-$profile.txt
-            [ "$warmup" -gt 0 ] && { run_wrk "$cpus" "$c" "$warmup" "$port" "$wlog" || true; }
-            echo "run.sh: profiling rill --workers $w c$c ($profile, ${duration} s)" >&2
-            if [ "$profile" = perf ]; then
-                f=$pdir/perf-w$w-c$c
-                perf record -F 1999 -e cpu-clock -g -p "$server_pid" -o "$f.data" >"$f.log" 2>&1 &
-                prof_pid=$!
-                sleep 0.5
-                run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
-                kill -INT "$prof_pid" 2>/dev/null || true
-                wait "$prof_pid" 2>/dev/null || true
-                prof_pid=""
-                perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
-                    --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
-                perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
-                    --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
-                echo "## rill --workers $w, c$c: $(parse_wrk "$wlog"); perf, self time" | tee -a "$pdir/summary.md"
-                head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
-            else
-                callgrind_control -z "$server_pid" >/dev/null 2>&1
-                callgrind_control -i on "$server_pid" >/dev/null 2>&1
-                run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
-                callgrind_control -d "c$c" "$server_pid" >/dev/null 2>&1
-                callgrind_control -i off "$server_pid" >/dev/null 2>&1
-                f=$(ls -t "$pdir/callgrind-w$w.out".* | head -n1)
-                mv "$f" "$pdir/callgrind-w$w-c$c.out"
-                f=$pdir/callgrind-w$w-c$c.out
-                callgrind_annotate --inclusive=no "$f" >"${f%.out}.txt" 2>/dev/null || true
-                callgrind_annotate --inclusive=yes "$f" >"${f%.out}-inclusive.txt" 2>/dev/null || true
-                total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "${f%.out}.txt")
-                req=$(parse_wrk "$wlog" | sed 's/^requests=\([0-9]*\).*/\1/')
-                [ "${req:-0}" -gt 0 ] || die "wrk completed no request under callgrind (see $wlog)"
-                echo "## rill --workers $w, c$c: $req requests, $(awk -v t="$total" -v n="$req" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" | tee -a "$pdir/summary.md"
-                awk '/file:function/ { on = 1; getline; next } on && NF { print } on && !NF { exit }' \
-                    "${f%.out}.txt" | head -n 25 | awk -v n="$req" '{ x = $1; gsub(/,/, "", x);
-                    printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
+        for s in "${servers[@]}"; do
+            label="$s (workers $w)"
+            log=$out/logs/$s-w$w-$profile.log
+            prof_prefix=()
+            [ "$profile" = callgrind ] && prof_prefix=(valgrind --tool=callgrind --instr-atstart=no
+                "--callgrind-out-file=$pdir/callgrind-$s-w$w.out")
+            if ! "start_$s" "$w" "$cpus" "$log" || ! verify "$label" "$port"; then
+                sed 's/^/    /' "$log" >&2
+                die "$label did not start or answered wrongly under $profile"
             fi
+            for c in "${conns[@]}"; do
+                wlog=$out/logs/wrk-$s-w$w-c$c-$profile.txt
+                [ "$warmup" -gt 0 ] && { run_wrk "$cpus" "$c" "$warmup" "$port" "$wlog" || true; }
+                echo "run.sh: profiling $label c$c ($profile, ${duration} s)" >&2
+                f=$pdir/$profile-$s-w$w-c$c
+                if [ "$profile" = perf ]; then
+                    pids=$(echo "$server_pid" "${server_pids[@]}" | tr ' ' ,)
+                    perf record -F 1999 -e cpu-clock -g -p "$pids" -o "$f.data" >"$f.log" 2>&1 &
+                    prof_pid=$!
+                    sleep 0.5
+                    run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
+                    kill -INT "$prof_pid" 2>/dev/null || true
+                    wait "$prof_pid" 2>/dev/null || true
+                    prof_pid=""
+                    perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
+                        --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
+                    perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
+                        --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
+                    perf report -i "$f.data" --no-children --stdio -g none --sort dso 2>/dev/null |
+                        grep -v '^#' | grep -v '^$' >"$f-dso.txt" || true
+                    echo "## $label, c$c: $(parse_wrk "$wlog"); perf, self time by library: $(head -n 4 "$f-dso.txt" | awk '{ printf "%s%s %s", NR > 1 ? ", " : "", $2, $1 }')" |
+                        tee -a "$pdir/summary.md"
+                    head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
+                else
+                    callgrind_control -z "$server_pid" >/dev/null 2>&1
+                    callgrind_control -i on "$server_pid" >/dev/null 2>&1
+                    run_wrk "$cpus" "$c" "$duration" "$port" "$wlog" || status=1
+                    callgrind_control -d "c$c" "$server_pid" >/dev/null 2>&1
+                    callgrind_control -i off "$server_pid" >/dev/null 2>&1
+                    mv "$(newest "$pdir/callgrind-$s-w$w.out".*)" "$f.out"
+                    callgrind_annotate --inclusive=no "$f.out" >"$f.txt" 2>/dev/null || true
+                    callgrind_annotate --inclusive=yes "$f.out" >"$f-inclusive.txt" 2>/dev/null || true
+                    total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "$f.txt")
+                    req=$(parse_wrk "$wlog" | sed 's/^requests=\([0-9]*\).*/\1/')
+                    [ "${req:-0}" -gt 0 ] || die "wrk completed no request under callgrind (see $wlog)"
+                    echo "## $label, c$c: $req requests, $(awk -v t="$total" -v n="$req" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" |
+                        tee -a "$pdir/summary.md"
+                    awk '/file:function/ { on = 1; getline; next } on && NF && ++k <= 25 { print } on && !NF { on = 0 }' \
+                        "$f.txt" | awk -v n="$req" '{ x = $1; gsub(/,/, "", x);
+                        printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
+                fi
+            done
+            stop_server "$label" "$log"
+            rm -f "$pdir/callgrind-$s-w$w.out" # the empty file valgrind creates at start
         done
-        stop_server "rill (workers $w)" "$log"
     done
     echo "run.sh: profiles in $pdir" >&2
 }
 
 if [ -n "$profile" ]; then
-    profile_rill
+    profile_servers
     exit "$status"
 fi
 
-echo "# http benchmark, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, wrk -t$threads, $("$wrk" --version 2>&1 | head -n1 | cut -d' ' -f1-2)" | tee "$out/summary.md"
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] && rev="$rev+uncommitted"
+echo "# http benchmark, rill $rev, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, wrk -t$threads, $("$wrk" --version 2>&1 | awk 'NR == 1 { print $1, $2 }')" | tee "$out/summary.md"
 echo "# rounds $rounds x ${duration} s (+${warmup} s warm-up per cell); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.md"
 echo "run.sh: servers ${servers[*]}, workers ${workers[*]}, conns ${conns[*]}, results in $out" >&2
 

@@ -26,11 +26,12 @@
 #         --no-build        use the binaries already built
 #         --summary FILE    only print the table for an earlier run's results.txt
 #         --profile perf|callgrind
-#                           profile rill instead of comparing: perf record -g on the server
-#                           during each cell (top symbols by self time), or callgrind
-#                           instruction counts per request (top functions); rill only,
-#                           --workers 1 unless given, one round. Builds with -g and frame
-#                           pointers in build/bench-profile (RILL_PROFILE_BUILD_DIR)
+#                           profile each server instead of timing it: perf record -g on
+#                           the server during each cell (top symbols by self time), or
+#                           callgrind instruction counts per request (user space; top
+#                           functions); rill and redis unless --servers, --workers 1 unless
+#                           given, one round. rill is built with -g and frame pointers in
+#                           build/bench-profile (RILL_PROFILE_BUILD_DIR)
 #   RILL_BUILD_DIR          build directory (default build/bench-codec, Release)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), one line per
@@ -96,7 +97,7 @@ fi
 case "$profile" in
 "") workers_list=${workers_list:-1,2} ;;
 perf | callgrind)
-    workers_list=${workers_list:-1} only_servers=rill rounds=1
+    workers_list=${workers_list:-1} only_servers=${only_servers:-rill,redis} rounds=1
     build=${RILL_PROFILE_BUILD_DIR:-$root/build/bench-profile}
     ;;
 *) echo "run.sh: --profile takes perf or callgrind" >&2; exit 2 ;;
@@ -294,7 +295,7 @@ results=$out/results.txt
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rill-bench-resp.XXXXXX")
 
 # ---- nothing stays behind ----
-server_pid="" bench_pid="" prof_pid="" rill_prefix=()
+server_pid="" bench_pid="" prof_pid="" prof_prefix=()
 alive() { # alive pid: running, not a zombie waiting to be reaped
     local s
     s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -371,9 +372,9 @@ cpu_sample() { # cpu_sample cpus
     } END { print b + 0, t + 0, rb + 0, rt + 0 }' /proc/stat
 }
 
-wait_tcp() { # wait_tcp port pid: until a connect succeeds or the process dies (10 s)
+wait_tcp() { # wait_tcp port pid: until a connect succeeds or the process dies (30 s)
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.1
@@ -384,7 +385,7 @@ wait_tcp() { # wait_tcp port pid: until a connect succeeds or the process dies (
 start_rill() { # start_rill workers cpus log -> server_pid, port
     local w=$1 cpus=$2 log=$3 i
     port=$(free_port) || die "no free port"
-    taskset -c "$cpus" "${rill_prefix[@]}" "$kv" --host 127.0.0.1 --port "$port" --workers "$w" \
+    taskset -c "$cpus" "${prof_prefix[@]}" "$kv" --host 127.0.0.1 --port "$port" --workers "$w" \
         >"$log" 2>&1 &
     server_pid=$!
     for ((i = 0; i < 300; i++)); do # 30 s: valgrind starts slowly
@@ -404,7 +405,7 @@ start_redis() { # start_redis workers cpus log [extra redis-server options] -> s
     port=$(free_port) || die "no free port"
     rm -rf "$dir"
     mkdir -p "$dir"
-    (cd "$dir" && exec taskset -c "$cpus" "$redis_bin" --port "$port" --bind 127.0.0.1 \
+    (cd "$dir" && exec taskset -c "$cpus" "${prof_prefix[@]}" "$redis_bin" --port "$port" --bind 127.0.0.1 \
         --save "" --appendonly no --daemonize no --dir "$dir" "$@") >"$log" 2>&1 &
     server_pid=$!
     wait_tcp "$port" "$server_pid"
@@ -492,86 +493,103 @@ $1 == "\"" toupper(t) { gsub(/"/, ""); split($0, f, ","); rps = f[2]; p50 = f[5]
 END { printf "req_s=%.0f p50_us=%.1f p99_us=%.1f errors=%d", rps, p50, p99, errs + !ok }' "$1"
 }
 
-# ---- --profile: rill alone, one profile per cell ----
+# ---- --profile: one profile per server and cell ----
 # perf: perf record -g on the server while the cell runs, then the symbols
 # with the most self time. callgrind: the server runs under callgrind with
 # instrumentation off; each cell's measured run is bracketed by zero /
 # instrumentation on / dump, so a dump holds that cell's requests only
-# (connection setup of its clients included, spread over -n).
-profile_rill() {
-    local pdir=$out/profile w cpus log cell cname test depth conns guess n rate f total
+# (connection setup of its clients included, spread over -n). Instruction
+# counts are user space only and do not depend on the machine's load.
+newest() { # newest file...: the most recently modified of the files
+    local f n=$1
+    for f in "$@"; do [ "$f" -nt "$n" ] && n=$f; done
+    echo "$n"
+}
+
+profile_servers() {
+    local pdir=$out/profile w cpus log cell cname test depth conns guess n rate f total s label
     mkdir -p "$pdir"
     for w in "${workers[@]}"; do
         cpus=$(cpu_set "$w")
-        log=$out/logs/rill-w$w-$profile.log
-        rill_prefix=()
-        [ "$profile" = callgrind ] && rill_prefix=(valgrind --tool=callgrind --instr-atstart=no
-            "--callgrind-out-file=$pdir/callgrind-w$w.out")
-        if ! start_rill "$w" "$cpus" "$log" || ! verify "rill (CPUs $cpus)" "$port"; then
-            sed 's/^/    /' "$log" >&2
-            die "rill (CPUs $cpus) did not start or answered wrongly under $profile"
-        fi
-        # fill the keyspace first, so that GET finds its keys whatever the cells
-        run_bench "$cpus" set 16 50 $((keyspace * 5)) "$port" "$out/logs/bench-rill-w$w-fill.txt" ||
-            status=1
-        for cell in "${cells[@]}"; do
-            IFS='|' read -r cname test depth conns guess <<<"$cell"
-            blog=$out/logs/bench-rill-w$w-$cname-$profile.txt
-            n=$(awk -v g="$guess" -v w="$warmup" 'BEGIN { n = int(g * w); print n < 1000 ? 1000 : n }')
-            [ "$profile" = callgrind ] && n=$((n / 20 + 1000))
-            rate=$guess
-            if run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog"; then
-                rate=$(parse_bench "$blog" "$test" | sed 's/^req_s=\([0-9]*\).*/\1/')
-                [ "${rate:-0}" -gt 0 ] || rate=$guess
+        for s in "${servers[@]}"; do
+            [ "$s" = redis-io2 ] && [ "$w" -lt 2 ] && continue
+            label="$s (CPUs $cpus)"
+            log=$out/logs/$s-w$w-$profile.log
+            prof_prefix=()
+            [ "$profile" = callgrind ] && prof_prefix=(valgrind --tool=callgrind --instr-atstart=no
+                "--callgrind-out-file=$pdir/callgrind-$s-w$w.out")
+            if ! "start_$s" "$w" "$cpus" "$log" || ! verify "$label" "$port"; then
+                sed 's/^/    /' "$log" >&2
+                die "$label did not start or answered wrongly under $profile"
             fi
-            # callgrind runs the instrumented server ~10x slower than this warm-up
-            n=$(awk -v g="$rate" -v d="$duration" -v cg="$([ "$profile" = callgrind ] && echo 1 || echo 0)" \
-                'BEGIN { n = int(g * d / (cg ? 10 : 1)); print n < 5000 ? 5000 : n }')
-            echo "run.sh: profiling rill --workers $w $cname ($profile, -n $n)" >&2
-            if [ "$profile" = perf ]; then
-                f=$pdir/perf-w$w-$cname
-                perf record -F 1999 -e cpu-clock -g -p "$server_pid" -o "$f.data" >"$f.log" 2>&1 &
-                prof_pid=$!
-                sleep 0.5
-                run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
-                kill -INT "$prof_pid" 2>/dev/null || true
-                wait "$prof_pid" 2>/dev/null || true
-                prof_pid=""
-                perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
-                    --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
-                perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
-                    --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
-                echo "## rill --workers $w, $cname: $(parse_bench "$blog" "$test"); perf, self time" | tee -a "$pdir/summary.md"
-                head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
-            else
-                callgrind_control -z "$server_pid" >/dev/null 2>&1
-                callgrind_control -i on "$server_pid" >/dev/null 2>&1
-                run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
-                callgrind_control -d "$cname" "$server_pid" >/dev/null 2>&1
-                callgrind_control -i off "$server_pid" >/dev/null 2>&1
-                f=$(ls -t "$pdir/callgrind-w$w.out".* | head -n1)
-                mv "$f" "$pdir/callgrind-w$w-$cname.out"
-                f=$pdir/callgrind-w$w-$cname.out
-                callgrind_annotate --inclusive=no "$f" >"${f%.out}.txt" 2>/dev/null || true
-                callgrind_annotate --inclusive=yes "$f" >"${f%.out}-inclusive.txt" 2>/dev/null || true
-                total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "${f%.out}.txt")
-                echo "## rill --workers $w, $cname: $n requests, $(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" | tee -a "$pdir/summary.md"
-                awk '/file:function/ { on = 1; getline; next } on && NF { print } on && !NF { exit }' \
-                    "${f%.out}.txt" | head -n 25 | awk -v n="$n" '{ x = $1; gsub(/,/, "", x);
-                    printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
-            fi
+            # fill the keyspace first, so that GET finds its keys whatever the cells
+            run_bench "$cpus" set 16 50 $((keyspace * 5)) "$port" "$out/logs/bench-$s-w$w-fill.txt" ||
+                status=1
+            for cell in "${cells[@]}"; do
+                IFS='|' read -r cname test depth conns guess <<<"$cell"
+                blog=$out/logs/bench-$s-w$w-$cname-$profile.txt
+                n=$(awk -v g="$guess" -v w="$warmup" 'BEGIN { n = int(g * w); print n < 1000 ? 1000 : n }')
+                [ "$profile" = callgrind ] && n=$((n / 20 + 1000))
+                rate=$guess
+                if run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog"; then
+                    rate=$(parse_bench "$blog" "$test" | sed 's/^req_s=\([0-9]*\).*/\1/')
+                    [ "${rate:-0}" -gt 0 ] || rate=$guess
+                fi
+                # callgrind runs the instrumented server ~10x slower than this warm-up;
+                # 20000 requests at least, so that connection setup weighs little
+                n=$(awk -v g="$rate" -v d="$duration" -v cg="$([ "$profile" = callgrind ] && echo 1 || echo 0)" \
+                    'BEGIN { n = int(g * d / (cg ? 10 : 1)); m = cg ? 20000 : 5000; print n < m ? m : n }')
+                echo "run.sh: profiling $label $cname ($profile, -n $n)" >&2
+                f=$pdir/$profile-$s-w$w-$cname
+                if [ "$profile" = perf ]; then
+                    perf record -F 1999 -e cpu-clock -g -p "$server_pid" -o "$f.data" >"$f.log" 2>&1 &
+                    prof_pid=$!
+                    sleep 0.5
+                    run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
+                    kill -INT "$prof_pid" 2>/dev/null || true
+                    wait "$prof_pid" 2>/dev/null || true
+                    prof_pid=""
+                    perf report -i "$f.data" --no-children --stdio -g none --percent-limit 0.3 \
+                        --sort dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f.txt" || true
+                    perf report -i "$f.data" --children --stdio -g none --percent-limit 2 \
+                        --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
+                    perf report -i "$f.data" --no-children --stdio -g none --sort dso 2>/dev/null |
+                        grep -v '^#' | grep -v '^$' >"$f-dso.txt" || true
+                    echo "## $label, $cname: $(parse_bench "$blog" "$test"); perf, self time by library: $(head -n 4 "$f-dso.txt" | awk '{ printf "%s%s %s", NR > 1 ? ", " : "", $2, $1 }')" |
+                        tee -a "$pdir/summary.md"
+                    head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
+                else
+                    callgrind_control -z "$server_pid" >/dev/null 2>&1
+                    callgrind_control -i on "$server_pid" >/dev/null 2>&1
+                    run_bench "$cpus" "$test" "$depth" "$conns" "$n" "$port" "$blog" || status=1
+                    callgrind_control -d "$cname" "$server_pid" >/dev/null 2>&1
+                    callgrind_control -i off "$server_pid" >/dev/null 2>&1
+                    mv "$(newest "$pdir/callgrind-$s-w$w.out".*)" "$f.out"
+                    callgrind_annotate --inclusive=no "$f.out" >"$f.txt" 2>/dev/null || true
+                    callgrind_annotate --inclusive=yes "$f.out" >"$f-inclusive.txt" 2>/dev/null || true
+                    total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "$f.txt")
+                    echo "## $label, $cname: $n requests, $(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f", t / n }') instructions per request (user space); callgrind, self" |
+                        tee -a "$pdir/summary.md"
+                    awk '/file:function/ { on = 1; getline; next } on && NF && ++k <= 25 { print } on && !NF { on = 0 }' \
+                        "$f.txt" | awk -v n="$n" '{ x = $1; gsub(/,/, "", x);
+                        printf "%8.0f Ir/req  %s\n", x / n, $0 }' | tee -a "$pdir/summary.md"
+                fi
+            done
+            stop_server "$label" "$log"
+            rm -f "$pdir/callgrind-$s-w$w.out" # the empty file valgrind creates at start
         done
-        stop_server "rill (CPUs $cpus)" "$log"
     done
     echo "run.sh: profiles in $pdir" >&2
 }
 
 if [ -n "$profile" ]; then
-    profile_rill
+    profile_servers
     exit "$status"
 fi
 
-echo "# resp benchmark, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, $("$rbench" --version | cut -d' ' -f1-2), -r $keyspace -d 3" | tee "$out/summary.md"
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] && rev="$rev+uncommitted"
+echo "# resp benchmark, rill $rev, $(date '+%Y-%m-%d %H:%M'), $(uname -r), $ncpu CPUs, $("$rbench" --version | cut -d' ' -f1-2), -r $keyspace -d 3" | tee "$out/summary.md"
 echo "# rounds $rounds x ~${duration} s (+~${warmup} s warm-up per cell); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.md"
 echo "run.sh: servers ${servers[*]}, workers ${workers[*]}, ${#cells[@]} cells, results in $out" >&2
 
