@@ -765,3 +765,27 @@ Test(rpc_protobuf, large_messages_and_wait_limits)
     protobuf_c_service_destroy(store);
     world_down(&w);
 }
+
+/* examples/rpc_protobuf in demo mode: its server and its client (blocking
+ * and asynchronous stubs) in one process, under this build's sanitizers and
+ * leak detector (the environment passes on). */
+Test(rpc_protobuf, example_demo_runs_clean)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/rpc_protobuf demo 2>&1", RILL_EXAMPLES_DIR);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    cr_assert_eq(st, 0, "exit status %d; output:\n%s", st, out);
+    const char *want[] = {
+        "put fruit/apple: replaced",      "put  failed: INVALID_ARGUMENT empty key",
+        "get fruit/apple: green",         "get fruit/cherry: NOT_FOUND (no key 'fruit/cherry')",
+        "list 'fruit/': 2 entries",       "  fruit/banana = yellow",
+        "100 async puts: done, 0 failed", "get n/042: 1764"
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert(strstr(out, want[i]), "missing \"%s\" in:\n%s", want[i], out);
+}
