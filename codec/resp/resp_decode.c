@@ -103,38 +103,43 @@ static const char *byte_name(uint8_t b, char *tmp)
 
 /* ---- numbers ---- */
 
-/* Redis's string2ll: an optional '-', digits without leading zeros, fits
- * in 64 bits. */
+int rill_resp_parse_i64(const char *s, size_t len, int64_t *out)
+{
+    if (len == 0 || len > 20)
+        return -EINVAL;
+    size_t i = 0;
+    bool neg = s[0] == '-';
+    if (neg && len == 1)
+        return -EINVAL;
+    i = neg;
+    if (s[i] == '0' && len - i > 1)
+        return -EINVAL;
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return -EINVAL;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return -EINVAL;
+        *out = (int64_t)v;
+    }
+    return 0;
+}
+
 static bool parse_ll(const struct src *s, size_t off, size_t len, int64_t *out)
 {
     char b[24];
     if (len == 0 || len > 20)
         return false;
     copy_out(s, off, len, b);
-    size_t i = 0;
-    bool neg = b[0] == '-';
-    if (neg && len == 1)
-        return false;
-    i = neg;
-    if (b[i] == '0' && len - i > 1)
-        return false;
-    uint64_t v = 0;
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(b[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1)
-            return false;
-        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-    } else {
-        if (v > (uint64_t)INT64_MAX)
-            return false;
-        *out = (int64_t)v;
-    }
-    return true;
+    return rill_resp_parse_i64(b, len, out) == 0;
 }
 
 static bool parse_double(const struct src *s, size_t off, size_t len, double *out)

@@ -39,42 +39,11 @@ static bool arg_is(struct rill_resp *c, size_t i, const char *lit)
     return is(a, len, lit);
 }
 
-/* Redis's string2ll: no spaces, no '+', no leading zeros. */
-static bool to_ll(const char *s, size_t len, int64_t *out)
-{
-    if (len == 0 || len > 20)
-        return false;
-    size_t i = 0;
-    bool neg = s[0] == '-';
-    if (neg && len == 1)
-        return false;
-    i = neg;
-    if (s[i] == '0' && len - i > 1)
-        return false;
-    uint64_t v = 0;
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1)
-            return false;
-        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-    } else {
-        if (v > (uint64_t)INT64_MAX)
-            return false;
-        *out = (int64_t)v;
-    }
-    return true;
-}
-
 static bool arg_ll(struct rill_resp *c, size_t i, int64_t *v)
 {
     size_t len;
     const char *a = arg(c, i, &len);
-    return to_ll(a, len, v);
+    return rill_resp_parse_i64(a, len, v) == 0;
 }
 
 static void err(struct kv_exec *x, const char *s)
@@ -491,7 +460,7 @@ static void incr_by(struct kv_exec *x, struct rill_resp *c, int64_t by)
     const char *k = arg(c, 1, &klen);
     struct kv_item *it = kv_get(x->sh, k, klen, x->h);
     int64_t v = 0;
-    if (it && (it->big || !to_ll(kv_value(it), it->vlen, &v))) {
+    if (it && (it->big || rill_resp_parse_i64(kv_value(it), it->vlen, &v) != 0)) {
         err(x, E_NOTINT);
         return;
     }

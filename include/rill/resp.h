@@ -190,6 +190,12 @@ static inline const char *rill_resp_arg(const struct rill_resp *r, size_t i, siz
     return v->str;
 }
 
+/* Thread: any. The @len bytes at @s as a 64-bit integer, by Redis's rules
+ * (string2ll): an optional '-', then digits without leading zeros; no
+ * spaces, no '+'. Returns 0 with *@out set, or -EINVAL when @s is not
+ * such a number or does not fit (*@out is left alone). */
+int rill_resp_parse_i64(const char *s, size_t len, int64_t *out);
+
 /* Thread: any. String value @v of @r as a read-only rill_buf without a
  * copy: the buffer keeps @r alive (it takes a reference of its own).
  * Returns a new reference in *@out; 0, -EINVAL (@v holds no string) or
