@@ -273,18 +273,19 @@ static bool split_args(const char *line, size_t len, struct rill_resp *r, size_t
             i++;
         if (i >= len || !CH(i))
             break;
-        bool inq = false, insq = false, done = false;
+        char quote = 0; /* '"' or '\'' inside quotes */
+        bool done = false;
         size_t start = nbytes;
         while (!done) {
             char ch = CH(i), out = 0;
             bool emit = false;
-            if (inq) {
-                if (ch == '\\' && CH(i + 1) == 'x' && hexval(CH(i + 2)) >= 0 &&
+            if (quote) {
+                if (quote == '"' && ch == '\\' && CH(i + 1) == 'x' && hexval(CH(i + 2)) >= 0 &&
                     hexval(CH(i + 3)) >= 0) {
                     out = (char)(hexval(CH(i + 2)) * 16 + hexval(CH(i + 3)));
                     emit = true;
                     i += 3;
-                } else if (ch == '\\' && CH(i + 1)) {
+                } else if (quote == '"' && ch == '\\' && CH(i + 1)) {
                     i++;
                     switch (CH(i)) {
                     case 'n':
@@ -307,22 +308,11 @@ static bool split_args(const char *line, size_t len, struct rill_resp *r, size_t
                         break;
                     }
                     emit = true;
-                } else if (ch == '"') {
-                    if (CH(i + 1) && !is_space(CH(i + 1)))
-                        return false;
-                    done = true;
-                } else if (!ch) {
-                    return false;
-                } else {
-                    out = ch;
-                    emit = true;
-                }
-            } else if (insq) {
-                if (ch == '\\' && CH(i + 1) == '\'') {
+                } else if (quote == '\'' && ch == '\\' && CH(i + 1) == '\'') {
                     i++;
                     out = '\'';
                     emit = true;
-                } else if (ch == '\'') {
+                } else if (ch == quote) {
                     if (CH(i + 1) && !is_space(CH(i + 1)))
                         return false;
                     done = true;
@@ -342,10 +332,8 @@ static bool split_args(const char *line, size_t len, struct rill_resp *r, size_t
                     done = true;
                     break;
                 case '"':
-                    inq = true;
-                    break;
                 case '\'':
-                    insq = true;
+                    quote = ch;
                     break;
                 default:
                     out = ch;
