@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/resp/resp_internal.h"
 #include "rill/buf.h"
 #include "rill/encoder.h"
 #include "rill/resp.h"
@@ -286,23 +287,13 @@ static int enc(struct rill_buf **out, struct rill_resp *r, const struct rill_res
         return rill_resp_put_blob_error(*out, proto, v->str, v->len);
     case RILL_RESP_VERBATIM:
         return rill_resp_put_verbatim(*out, proto, v->fmt, v->str, v->len);
-    case RILL_RESP_ATTR:
-        if (v->n % 2 == 0)
-            return -EINVAL;
-        if (proto != 3) /* RESP2 has no attributes: the value alone */
-            return enc(out, r, rill_resp_at(v, v->n - 1), proto);
-        break;
-    case RILL_RESP_MAP:
-        if (v->n % 2)
-            return -EINVAL;
-        break;
-    case RILL_RESP_ARRAY:
-    case RILL_RESP_SET:
-    case RILL_RESP_PUSH:
-        break;
     default:
-        return -EINVAL;
+        break;
     }
+    if ((rc = rill__resp_agg_check(v)) != 0)
+        return rc;
+    if (v->type == RILL_RESP_ATTR && proto != 3) /* RESP2 has no attributes: the value alone */
+        return enc(out, r, rill_resp_at(v, v->n - 1), proto);
     /* Aggregates. An attribute's header counts its pairs; the annotated
      * value follows them. */
     size_t n = v->type == RILL_RESP_MAP || v->type == RILL_RESP_ATTR ? v->n / 2 : v->n;

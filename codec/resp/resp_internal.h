@@ -55,4 +55,10 @@ void rill__resp_write_out(struct rill__resp_codec *c, bool flush);
 /* A message of @nvals nodes and @nbytes of storage (resp_value.c). */
 int rill__resp_alloc(size_t nvals, size_t nbytes, struct rill_resp **out);
 
+/* 0 when aggregate @v's count fits its type (a map holds pairs, an
+ * attribute pairs and then the value it annotates; arrays, sets and
+ * pushes anything), -EINVAL for an odd count or a type that is not an
+ * aggregate (resp_value.c). */
+int rill__resp_agg_check(const struct rill_resp_val *v);
+
 #endif

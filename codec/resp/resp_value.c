@@ -52,6 +52,22 @@ char *rill_resp_storage(struct rill_resp *r)
     return (char *)(r->vals + r->nvals);
 }
 
+int rill__resp_agg_check(const struct rill_resp_val *v)
+{
+    switch (v->type) {
+    case RILL_RESP_MAP:
+        return v->n % 2 ? -EINVAL : 0;
+    case RILL_RESP_ATTR:
+        return v->n % 2 == 0 ? -EINVAL : 0;
+    case RILL_RESP_ARRAY:
+    case RILL_RESP_SET:
+    case RILL_RESP_PUSH:
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
 /* Check the subtree at vals[*i] and compute spans; advances *i past it. */
 static int seal_at(struct rill_resp *r, uint32_t *i, unsigned depth)
 {
@@ -70,23 +86,14 @@ static int seal_at(struct rill_resp *r, uint32_t *i, unsigned depth)
     case RILL_RESP_DOUBLE:
     case RILL_RESP_NULL:
         return 0;
-    case RILL_RESP_MAP:
-        if (v->n % 2)
-            return -EINVAL;
-        break;
-    case RILL_RESP_ATTR:
-        if (v->n % 2 == 0)
-            return -EINVAL;
-        break;
-    case RILL_RESP_ARRAY:
-    case RILL_RESP_SET:
-    case RILL_RESP_PUSH:
-        break;
     default:
-        return -EINVAL;
+        break;
     }
+    int rc = rill__resp_agg_check(v);
+    if (rc)
+        return rc;
     for (uint32_t k = 0; k < v->n; k++) {
-        int rc = seal_at(r, i, depth + 1);
+        rc = seal_at(r, i, depth + 1);
         if (rc)
             return rc;
     }
