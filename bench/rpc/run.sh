@@ -14,6 +14,9 @@
 #         --cpu N        the CPU both processes are pinned to (default 0)
 #         --out DIR      where results go (default build dir/bench/rpc/results/<time>)
 #         --no-build     use the binaries already built
+#         --profile callgrind  instead of timing: each server under callgrind, user-space
+#                        instructions per call (idle start-up subtracted) and its top
+#                        functions; repeatable whatever the machine's load
 #   RILL_BUILD_DIR       build directory (default build/bench-rpc, Release)
 #
 # Peers (every one: one connection, N calls in flight on it):
@@ -33,7 +36,7 @@ build=${RILL_BUILD_DIR:-$root/build/bench-rpc}
 bin=$build/bench/rpc
 gbin=$bin/grpc
 
-rounds=3 duration=5 warmup=1 cpu=0 do_build=1 out=""
+rounds=3 duration=5 warmup=1 cpu=0 do_build=1 out="" profile=""
 peers="grpc,rill,rill-pb,rill+batch"
 cells="64x1,64x50,16384x1,16384x50"
 
@@ -48,7 +51,8 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=$2; shift ;;
     --out) out=$2; shift ;;
     --no-build) do_build=0 ;;
-    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+    --profile) profile=$2; shift ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -115,20 +119,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() { # start_server peer log -> server_pid, port
-    local i
+start_server() { # start_server peer log [prefix command...] -> server_pid, port
+    local i peer=$1 log=$2
+    shift 2
     # shellcheck disable=SC2046
-    taskset -c "$cpu" $(server_cmd "$1") >"$2" 2>&1 &
+    taskset -c "$cpu" "$@" $(server_cmd "$peer") >"$log" 2>&1 &
     server_pid=$!
     port=""
-    for ((i = 0; i < 100; i++)); do
-        port=$(sed -n 's/^ready port=\([0-9]*\).*/\1/p' "$2" 2>/dev/null | head -n1)
+    for ((i = 0; i < 600; i++)); do
+        port=$(sed -n 's/^ready port=\([0-9]*\).*/\1/p' "$log" 2>/dev/null | head -n1)
         [ -n "$port" ] && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
-    echo "run.sh: the $1 server did not become ready:" >&2
-    sed 's/^/    /' "$2" >&2
+    echo "run.sh: the $peer server did not become ready:" >&2
+    sed 's/^/    /' "$log" >&2
     cleanup
     server_pid=""
     return 1
@@ -137,6 +142,56 @@ start_server() { # start_server peer log -> server_pid, port
 failed=0
 IFS=, read -ra peer_list <<<"$peers"
 IFS=, read -ra cell_list <<<"$cells"
+
+cg_total() { # total instructions of a callgrind output file
+    # awk reads to the end: an early exit would fail the pipe (pipefail).
+    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n++ { gsub(",", "", $1); print $1 }'
+}
+
+if [ "$profile" = callgrind ]; then
+    command -v valgrind >/dev/null || { echo "run.sh: valgrind is not installed" >&2; exit 2; }
+    declare -A idle
+    printf '%s\n' "| payload x in flight | peer | calls | server instructions per call |" \
+        "| --- | --- | --- | --- |" | tee "$out/summary.md"
+    for cell in "${cell_list[@]}"; do
+        payload=${cell%x*} depth=${cell#*x}
+        for peer in "${peer_list[@]}"; do
+            log=$out/logs/cg-$peer-$cell
+            key=$(server_cmd "$peer")
+            if [ -z "${idle[$key]:-}" ]; then # start-up and shutdown alone
+                start_server "$peer" "$log.idle" valgrind --tool=callgrind \
+                    --callgrind-out-file="$out/cg-idle-$peer.out" || { failed=1; continue; }
+                sleep 1
+                cleanup
+                idle[$key]=$(cg_total "$out/cg-idle-$peer.out")
+            fi
+            start_server "$peer" "$log.server" valgrind --tool=callgrind \
+                --callgrind-out-file="$out/cg-$peer-$cell.out" || { failed=1; continue; }
+            # shellcheck disable=SC2046
+            line=$(taskset -c "$cpu" $(client_cmd "$peer") --port "$port" --payload "$payload" \
+                --depth "$depth" --seconds "$duration" --warmup 0 2>"$log.client" |
+                grep '^result ' || true)
+            cleanup
+            server_pid=""
+            calls=$(sed -n 's/.* calls=\([0-9]*\).*/\1/p' <<<"$line")
+            total=$(cg_total "$out/cg-$peer-$cell.out")
+            if [ -z "$calls" ] || [ "$calls" = 0 ] || [ -z "$total" ]; then
+                echo "run.sh: $peer $cell: no result (see $log.*)" >&2
+                failed=1
+                continue
+            fi
+            echo "| $cell | $peer | $calls | $(((total - idle[$key]) / calls)) |" |
+                tee -a "$out/summary.md"
+            callgrind_annotate "$out/cg-$peer-$cell.out" 2>/dev/null |
+                sed -n '/file:function/,$p' | sed -n '1,22p' >"$out/cg-$peer-$cell.top.txt"
+        done
+    done
+    echo "run.sh: top functions per cell in $out/cg-*.top.txt" >&2
+    exit $failed
+elif [ -n "$profile" ]; then
+    echo "run.sh: --profile takes callgrind" >&2
+    exit 2
+fi
 echo "run.sh: $rounds round(s), ${duration}s cells after ${warmup}s warm-up, cpu$cpu; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for ((r = 1; r <= rounds; r++)); do
     for cell in "${cell_list[@]}"; do
