@@ -71,17 +71,26 @@ static void answered(struct slot *s, bool good)
         l->m1 = now;
         l->cpu1 = brpc_proc_cpu_ns(l->server_pid);
     }
-    if (!good && l->errors < 3)
-        fprintf(stderr, "call failed\n");
     if (l->measuring && !l->ended) {
         l->calls++;
-        l->errors += !good;
         brpc_add(&l->samples, now - s->t0);
     }
-    if (!l->ended)
+    if (!l->ended && good) {
         issue(s);
-    else if (--l->in_flight == 0)
+        return;
+    }
+    if (!good) { /* a failed call is not repeated (its slot retires) */
+        if (l->errors++ < 3)
+            fprintf(stderr, "call failed\n");
+    }
+    if (--l->in_flight == 0) {
+        if (!l->ended) { /* every slot failed before the window's end */
+            l->ended = true;
+            l->m1 = now;
+            l->cpu1 = brpc_proc_cpu_ns(l->server_pid);
+        }
         rill_promise_succeed(l->done, NULL, NULL);
+    }
 }
 
 static void raw_done(struct rill_promise *p, void *arg)

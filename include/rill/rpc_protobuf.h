@@ -34,7 +34,9 @@
  * Where it runs:
  *   - asynchronous stub (default): on the channel's loop thread; on the
  *     calling thread when the call cannot even start (bad arguments, no
- *     memory, the input does not match the method). Don't block in it.
+ *     memory, the input does not match the method). Invoked on the loop
+ *     thread itself, a call that fails at once (closed channel) runs its
+ *     closure before invoke returns. Don't block in it.
  *   - blocking stub (opts.blocking): on the calling thread, before invoke
  *     returns, so the generated helpers behave like local calls. Not for
  *     the channel's loop thread (the closure then gets NULL at once with
@@ -116,7 +118,8 @@ const char *rill_rpc_pb_status_msg(void);
 
 /* Thread: any thread but @client's channel loop. Call method @method_index
  * of @client (a stub from rill_rpc_pb_client_new, blocking or not) with
- * @input (borrowed) and wait for the outcome. Returns 0 and the response
+ * @input (borrowed) and wait for the outcome (at most the stub's wait_ns,
+ * then the call is cancelled). Returns 0 and the response
  * in *@out (free it with protobuf_c_message_free_unpacked(*out, NULL)), or
  * the call's error (rill_rpc_status_to_err) with *@out NULL. When @status
  * is not NULL it gets the status (and *@call, when not NULL, a new
