@@ -106,10 +106,17 @@ int main(int argc, char** argv) {
       if (!good) errors++;
       brpc_add(&samples, now - s.t0);
     }
-    if (ended)
-      in_flight--;
-    else
+    if (!ended && good) {
       issue(s);
+      continue;
+    }
+    if (!good) errors += !(measuring && !ended);  // counted above inside the window
+    // A failed call is not repeated: its slot retires, as in rill_rpc_load.
+    if (--in_flight == 0 && !ended) {
+      ended = true;
+      m1 = now;
+      cpu1 = brpc_proc_cpu_ns(server_pid);
+    }
   }
   brpc_report("grpc", payload, depth, calls, errors, m1 - m0, &samples, cpu1 - cpu0);
   std::free(samples.v);
