@@ -8,12 +8,11 @@
  *   byte 1   how the harness cuts the rest into reads (fuzz.h)
  *   rest     the bytes a server sends
  *
- * Oracle: the stream is run twice, in one read and cut as byte 1 says;
+ * Oracle (http_oracle.h): the stream is run twice, in one read and cut as byte 1 says;
  * what reaches the end of the pipeline (response heads, joined bodies,
  * trailers, raw bytes after an upgrade, exception codes) must be the same
  * up to the first exception, and every exception must carry a text. The
  * requests must encode to well-formed bytes. */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,69 +20,14 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "http_oracle.h"
 #include "rill/buf.h"
 #include "rill/http.h"
 #include "rill/msg.h"
 #include "rill/pipeline.h"
 
-struct log {
-    char *v;
-    size_t n, cap;
-    bool cut; /* an exception was logged: nothing more is compared */
-};
-
-static void put(struct log *l, const void *p, size_t n)
-{
-    if (l->cut)
-        return;
-    if (l->n + n + 1 > l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        while (cap < l->n + n + 1)
-            cap *= 2;
-        l->v = realloc(l->v, cap);
-        if (!l->v)
-            abort();
-        l->cap = cap;
-    }
-    memcpy(l->v + l->n, p, n);
-    l->n += n;
-    l->v[l->n] = '\0';
-}
-
-static void putf(struct log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct log *l, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    put(l, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void put_buf(struct log *l, const struct rill_buf *b)
-{
-    for (size_t i = rill_buf_reader_index(b); b && i < rill_buf_writer_index(b); i++) {
-        uint8_t c;
-        rill_buf_get_u8(b, i, &c);
-        put(l, &c, 1);
-    }
-}
-
-static void put_fields(struct log *l, const struct rill_http_headers *h)
-{
-    struct rill_http_field f;
-    for (size_t i = 0; rill_http_headers_at(h, i, &f) == 0; i++) {
-        if (strlen(f.name) != f.name_len || strlen(f.value) != f.value_len || !f.name_len) {
-            fprintf(stderr, "fuzz: field %zu is not a proper string\n", i);
-            abort();
-        }
-        putf(l, "|%s=%s", f.name, f.value);
-    }
-}
-
 static struct run {
-    struct log seen, wrote, body;
+    struct hz_log seen, wrote, body;
     uint8_t flags;
 } run;
 
@@ -91,7 +35,7 @@ static void tap_write(struct rill_ctx *ctx, struct rill_msg *m, struct rill_prom
 {
     struct rill_buf *b = rill_buf_from_msg(m);
     if (b)
-        put_buf(&run.wrote, b);
+        hz_put_buf(&run.wrote, b);
     rill_ctx_write(ctx, m, p);
 }
 
@@ -127,39 +71,30 @@ static void sink_read(struct rill_ctx *ctx, struct rill_msg *m)
     if (resp) {
         if (resp->reason && strlen(resp->reason) != resp->reason_len)
             abort();
-        putf(&run.seen, "RESP %u %d %x", resp->status, resp->http.version, resp->http.flags);
+        hz_putf(&run.seen, "RESP %u %d %x", resp->status, resp->http.version, resp->http.flags);
         if (resp->http.flags & RILL_HTTP_F_LENGTH)
-            putf(&run.seen, " cl=%llu", (unsigned long long)resp->http.content_length);
-        put_fields(&run.seen, &resp->http.headers);
+            hz_putf(&run.seen, " cl=%llu", (unsigned long long)resp->http.content_length);
+        hz_put_fields(&run.seen, &resp->http.headers);
         run.body.n = 0;
         if (resp->http.body)
-            put_buf(&run.body, resp->http.body);
+            hz_put_buf(&run.body, resp->http.body);
     }
     if (c && c->data)
-        put_buf(&run.body, c->data);
+        hz_put_buf(&run.body, c->data);
     if (raw) {
-        put_buf(&run.body, raw);
+        hz_put_buf(&run.body, raw);
     } else if (rill_http_is_last(m)) {
-        put(&run.seen, " body[", 6);
-        put(&run.seen, run.body.v ? run.body.v : "", run.body.n);
-        put(&run.seen, "]", 1);
-        put_fields(&run.seen, resp ? &resp->http.trailers : &c->trailers);
-        put(&run.seen, "\n", 1);
+        hz_put_end(&run.seen, &run.body, resp ? &resp->http.trailers : &c->trailers);
         run.body.n = 0;
     } else if (!resp && !c) {
-        putf(&run.seen, "OTHER %u\n", m->type);
+        hz_putf(&run.seen, "OTHER %u\n", m->type);
     }
     rill_msg_release(m);
 }
 
 static void sink_exception(struct rill_ctx *ctx, int err, const char *why)
 {
-    if (!why || !*why) {
-        fprintf(stderr, "fuzz: exception %d without a text\n", err);
-        abort();
-    }
-    putf(&run.seen, "EXC %d\n", err);
-    run.seen.cut = true;
+    hz_exception(&run.seen, err, why);
 }
 
 static const struct rill_handler sink = {
@@ -169,7 +104,7 @@ static const struct rill_handler sink = {
     .exception = sink_exception,
 };
 
-static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct log *seen)
+static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct hz_log *seen)
 {
     struct rill_http_client_config cc;
     rill_http_client_config_init(&cc);
@@ -192,9 +127,9 @@ static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct log 
     rill_fuzz_run(h, args, n, data, size);
     /* Raw bytes after an upgrade count as one body at the end. */
     if (run.body.n) {
-        put(&run.seen, "RAW[", 4);
-        put(&run.seen, run.body.v, run.body.n);
-        put(&run.seen, "]\n", 2);
+        hz_put(&run.seen, "RAW[", 4);
+        hz_put(&run.seen, run.body.v, run.body.n);
+        hz_put(&run.seen, "]\n", 2);
     }
     free(run.body.v);
     static const char *const starts[] = { "GET /p ", "HEAD /p ", "POST /p ", "CONNECT h:443 " };
@@ -216,21 +151,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     uint8_t flags = data[0];
-    struct log seen1, seen2;
-    uint8_t *whole = malloc(size - 1);
-    if (!whole)
-        abort();
-    memcpy(whole, data + 1, size - 1);
-    whole[0] = 0;
+    struct hz_log seen1, seen2;
+    uint8_t *whole = hz_whole(data, size);
     one_run(flags, whole, size - 1, &seen1);
     free(whole);
     if (data[1] & 3) {
         one_run(flags, data + 1, size - 1, &seen2);
-        if (seen1.n != seen2.n || (seen1.n && memcmp(seen1.v, seen2.v, seen1.n) != 0)) {
-            fprintf(stderr, "fuzz: decoded differently when cut:\n--- whole\n%s\n--- cut\n%s\n",
-                    seen1.v ? seen1.v : "", seen2.v ? seen2.v : "");
-            abort();
-        }
+        hz_expect_same(&seen1, &seen2, "decoded");
         free(seen2.v);
     }
     free(seen1.v);

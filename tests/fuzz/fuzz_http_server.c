@@ -7,13 +7,12 @@
  *   byte 1   how the harness cuts the rest into reads (fuzz.h)
  *   rest     the bytes a client sends
  *
- * Oracle: the stream is run twice, once in one read and once cut as byte
+ * Oracle (http_oracle.h): the stream is run twice, once in one read and once cut as byte
  * 1 says. What reaches the end of the pipeline (heads, joined bodies,
  * trailers, exception codes) and the bytes written (the answers, without
  * 100 Continue lines, whose presence depends on whether the body came with
  * its head) must be the same up to the first exception. Every exception
  * must carry a text, every answer must start with a status line. */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,72 +20,17 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "http_oracle.h"
 #include "rill/buf.h"
 #include "rill/http.h"
 #include "rill/msg.h"
 #include "rill/pipeline.h"
 
-struct log {
-    char *v;
-    size_t n, cap;
-    bool cut; /* an exception was logged: nothing more is compared */
-};
-
-static void put(struct log *l, const void *p, size_t n)
-{
-    if (l->cut)
-        return;
-    if (l->n + n + 1 > l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        while (cap < l->n + n + 1)
-            cap *= 2;
-        l->v = realloc(l->v, cap);
-        if (!l->v)
-            abort();
-        l->cap = cap;
-    }
-    memcpy(l->v + l->n, p, n);
-    l->n += n;
-    l->v[l->n] = '\0';
-}
-
-static void putf(struct log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct log *l, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    put(l, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void put_buf(struct log *l, const struct rill_buf *b)
-{
-    for (size_t i = rill_buf_reader_index(b); b && i < rill_buf_writer_index(b); i++) {
-        uint8_t c;
-        rill_buf_get_u8(b, i, &c);
-        put(l, &c, 1);
-    }
-}
-
-static void put_fields(struct log *l, const struct rill_http_headers *h)
-{
-    struct rill_http_field f;
-    for (size_t i = 0; rill_http_headers_at(h, i, &f) == 0; i++) {
-        if (strlen(f.name) != f.name_len || strlen(f.value) != f.value_len || !f.name_len) {
-            fprintf(stderr, "fuzz: field %zu is not a proper string\n", i);
-            abort();
-        }
-        putf(l, "|%s=%s", f.name, f.value);
-    }
-}
-
 /* Per run: what reached the tail, what was written, and the handler's body. */
 static struct run {
-    struct log seen, wrote;
-    struct log body; /* of the request being answered */
-    char method[32]; /* of the request being answered */
+    struct hz_log seen, wrote;
+    struct hz_log body; /* of the request being answered */
+    char method[32];    /* of the request being answered */
     bool answer;
 } run;
 
@@ -96,9 +40,9 @@ static void tap_write(struct rill_ctx *ctx, struct rill_msg *m, struct rill_prom
 {
     struct rill_buf *b = rill_buf_from_msg(m);
     if (b)
-        put_buf(&run.wrote, b);
+        hz_put_buf(&run.wrote, b);
     else
-        putf(&run.wrote, "<msg %u>", m->type);
+        hz_putf(&run.wrote, "<msg %u>", m->type);
     rill_ctx_write(ctx, m, p);
 }
 
@@ -128,29 +72,25 @@ static void sink_read(struct rill_ctx *ctx, struct rill_msg *m)
             fprintf(stderr, "fuzz: request line is not proper strings\n");
             abort();
         }
-        putf(&run.seen, "REQ %s %s %d %x", req->method, req->target, req->http.version,
-             req->http.flags);
+        hz_putf(&run.seen, "REQ %s %s %d %x", req->method, req->target, req->http.version,
+                req->http.flags);
         if (req->http.flags & RILL_HTTP_F_LENGTH)
-            putf(&run.seen, " cl=%llu", (unsigned long long)req->http.content_length);
-        put_fields(&run.seen, &req->http.headers);
+            hz_putf(&run.seen, " cl=%llu", (unsigned long long)req->http.content_length);
+        hz_put_fields(&run.seen, &req->http.headers);
         run.body.n = 0;
         snprintf(run.method, sizeof(run.method), "%s", req->method);
         if (req->http.body)
-            put_buf(&run.body, req->http.body);
+            hz_put_buf(&run.body, req->http.body);
     }
     if (c && c->data)
-        put_buf(&run.body, c->data);
+        hz_put_buf(&run.body, c->data);
     if (rill_http_is_last(m)) {
-        put(&run.seen, " body[", 6);
-        put(&run.seen, run.body.v ? run.body.v : "", run.body.n);
-        put(&run.seen, "]", 1);
-        put_fields(&run.seen, req ? &req->http.trailers : &c->trailers);
-        put(&run.seen, "\n", 1);
+        hz_put_end(&run.seen, &run.body, req ? &req->http.trailers : &c->trailers);
         if (run.answer)
             answer(ctx);
         run.body.n = 0;
     } else if (!req && !c) {
-        putf(&run.seen, "OTHER %u\n", m->type);
+        hz_putf(&run.seen, "OTHER %u\n", m->type);
     }
     rill_msg_release(m);
 }
@@ -162,12 +102,7 @@ static void sink_read_complete(struct rill_ctx *ctx)
 
 static void sink_exception(struct rill_ctx *ctx, int err, const char *why)
 {
-    if (!why || !*why) {
-        fprintf(stderr, "fuzz: exception %d without a text\n", err);
-        abort();
-    }
-    putf(&run.seen, "EXC %d\n", err);
-    run.seen.cut = true;
+    hz_exception(&run.seen, err, why);
     run.wrote.cut = true;
 }
 
@@ -179,7 +114,7 @@ static const struct rill_handler sink = {
 };
 
 /* Remove "HTTP/1.1 100 Continue\r\n\r\n" from @l. */
-static void strip_continue(struct log *l)
+static void strip_continue(struct hz_log *l)
 {
     static const char c100[] = "HTTP/1.1 100 Continue\r\n\r\n";
     size_t k = sizeof(c100) - 1;
@@ -190,8 +125,8 @@ static void strip_continue(struct log *l)
     }
 }
 
-static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct log *seen,
-                    struct log *wrote)
+static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct hz_log *seen,
+                    struct hz_log *wrote)
 {
     struct rill_http_server_config sc;
     rill_http_server_config_init(&sc);
@@ -223,7 +158,7 @@ static void one_run(uint8_t flags, const uint8_t *data, size_t size, struct log 
     *wrote = run.wrote;
 }
 
-static void check_answers(const struct log *w)
+static void check_answers(const struct hz_log *w)
 {
     /* Every answer starts with a status line: the stream does. */
     if (w->n && memcmp(w->v, "HTTP/1.", 7) != 0) {
@@ -238,29 +173,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     uint8_t flags = data[0];
-    struct log seen1, wrote1, seen2, wrote2;
-    /* Whole: the split byte set to 0. */
-    uint8_t *whole = malloc(size - 1);
-    if (!whole)
-        abort();
-    memcpy(whole, data + 1, size - 1);
-    whole[0] = 0;
+    struct hz_log seen1, wrote1, seen2, wrote2;
+    uint8_t *whole = hz_whole(data, size);
     one_run(flags, whole, size - 1, &seen1, &wrote1);
     free(whole);
     check_answers(&wrote1);
     if (data[1] & 3) {
         one_run(flags, data + 1, size - 1, &seen2, &wrote2);
         check_answers(&wrote2);
-        if (seen1.n != seen2.n || (seen1.n && memcmp(seen1.v, seen2.v, seen1.n) != 0)) {
-            fprintf(stderr, "fuzz: decoded differently when cut:\n--- whole\n%s\n--- cut\n%s\n",
-                    seen1.v ? seen1.v : "", seen2.v ? seen2.v : "");
-            abort();
-        }
-        if (wrote1.n != wrote2.n || (wrote1.n && memcmp(wrote1.v, wrote2.v, wrote1.n) != 0)) {
-            fprintf(stderr, "fuzz: answered differently when cut:\n--- whole\n%s\n--- cut\n%s\n",
-                    wrote1.v ? wrote1.v : "", wrote2.v ? wrote2.v : "");
-            abort();
-        }
+        hz_expect_same(&seen1, &seen2, "decoded");
+        hz_expect_same(&wrote1, &wrote2, "answered");
         free(seen2.v);
         free(wrote2.v);
     }
