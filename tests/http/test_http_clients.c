@@ -11,23 +11,18 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdarg.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "util/proc.h"
 #include "util/testutil.h"
 
 #define HELLO RILL_EXAMPLES_DIR "/http_hello"
@@ -35,15 +30,6 @@
 static pid_t server_pid = -1;
 static int server_port;
 static char tmpdir[64];
-
-static void kill_server(void)
-{
-    if (server_pid > 0) {
-        kill(server_pid, SIGKILL);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
-    }
-}
 
 static void remove_tmpdir(void)
 {
@@ -58,19 +44,12 @@ static void remove_tmpdir(void)
 
 static void fini(void)
 {
-    kill_server();
+    rill_test_proc_kill(&server_pid);
     remove_tmpdir();
     rill_test_no_leaks();
 }
 
 TestSuite(http_clients, .timeout = 120, .fini = fini);
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int count_lines(const char *s)
 {
@@ -84,41 +63,13 @@ static int count_lines(const char *s)
  * NULL) and wait for its line. */
 static void start_server(const char *const *extra)
 {
-    cr_assert_eq(access(HELLO, X_OK), 0, "%s is not built", HELLO);
-    int out[2];
-    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
     const char *argv[16] = { HELLO, "--port", "0" };
     int argc = 3;
     for (int i = 0; extra && extra[i] && argc < 15; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(out[1], STDOUT_FILENO);
-        execv(HELLO, (char *const *)argv);
-        _exit(127);
-    }
-    server_pid = pid;
-    close(out[1]);
     char line[256];
-    size_t n = 0;
-    uint64_t end = now_ms() + 20000;
-    while (n < sizeof(line) - 1 && !memchr(line, '\n', n) && now_ms() < end) {
-        struct pollfd p = { .fd = out[0], .events = POLLIN };
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        ssize_t k = read(out[0], line + n, sizeof(line) - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    close(out[0]);
-    line[n] = '\0';
+    server_pid = rill_test_proc_start(argv, line, sizeof(line));
     int port = 0;
     cr_assert_eq(sscanf(line, "http_hello: listening on http://127.0.0.1:%d\n", &port), 1,
                  "unexpected first line: '%s'", line);
@@ -127,24 +78,9 @@ static void start_server(const char *const *extra)
     server_port = port;
 }
 
-/* SIGTERM, then the exit status within 20 s: 0 means a clean shutdown. */
 static void stop_server(void)
 {
-    cr_assert_gt(server_pid, 0);
-    kill(server_pid, SIGTERM);
-    int status = 0;
-    uint64_t end = now_ms() + 20000;
-    pid_t r = 0;
-    while ((r = waitpid(server_pid, &status, WNOHANG)) == 0 && now_ms() < end)
-        usleep(10000);
-    if (r == 0)
-        kill_server();
-    else
-        server_pid = -1;
-    cr_assert_neq(r, 0, "the server did not stop within 20 s");
-    cr_assert(WIFEXITED(status), "the server died of signal %d", WTERMSIG(status));
-    cr_assert_eq(WEXITSTATUS(status), 0, "the server exited with %d (99: leaked buffers)",
-                 WEXITSTATUS(status));
+    rill_test_proc_stop(&server_pid);
 }
 
 static void make_tmpdir(void)
@@ -163,24 +99,7 @@ static char *run(int *status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
     va_end(ap);
-    char full[1100];
-    snprintf(full, sizeof(full), "timeout 60 %s 2>&1", cmd);
-    FILE *f = popen(full, "r");
-    cr_assert_not_null(f);
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    size_t k;
-    while ((k = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n < 1024) {
-            cap *= 2;
-            s = realloc(s, cap);
-        }
-    }
-    s[n] = '\0';
-    int st = pclose(f);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return s;
+    return rill_test_sh(status, "timeout 60 %s 2>&1", cmd);
 }
 
 static void write_file(const char *path, size_t len, unsigned seed)

@@ -12,38 +12,24 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/proc.h"
 #include "util/testutil.h"
 
 static pid_t server_pid = -1;
 static int server_port;
 
-static void kill_server(void)
-{
-    if (server_pid > 0) {
-        kill(server_pid, SIGKILL);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
-    }
-}
-
 static void fini(void)
 {
-    kill_server();
+    rill_test_proc_kill(&server_pid);
     rill_test_no_leaks();
 }
 
@@ -60,89 +46,26 @@ static void start_server(void)
 {
     if (!have("redis-cli") || !have("redis-benchmark"))
         cr_skip_test("redis-tools (redis-cli, redis-benchmark) are not installed");
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl(RILL_EXAMPLES_DIR "/kv_server", "kv_server", "--port", "0", "--workers", "2",
-              (char *)NULL);
-        _exit(127);
-    }
-    server_pid = pid;
-    close(fds[1]);
+    static const char *const argv[] = {
+        RILL_EXAMPLES_DIR "/kv_server", "--port", "0", "--workers", "2", NULL
+    };
     char line[256];
-    size_t n = 0;
-    uint64_t deadline = rill_test_deadline_ms(10000);
-    while (n < sizeof(line) - 1 && rill_test_before(deadline)) {
-        struct pollfd p = { .fd = fds[0], .events = POLLIN };
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t k = read(fds[0], line + n, 1);
-        if (k <= 0)
-            break;
-        if (line[n++] == '\n')
-            break;
-    }
-    line[n] = '\0';
-    close(fds[0]);
+    server_pid = rill_test_proc_start(argv, line, sizeof(line));
     cr_assert_eq(sscanf(line, "kv_server: listening on 127.0.0.1:%d", &server_port), 1,
                  "the server prints its address, got \"%s\"", line);
     cr_assert_gt(server_port, 0);
 }
 
-/* SIGTERM, then a clean exit (status 0: no leak, no crash) within 10 s. */
 static void stop_server(void)
 {
-    cr_assert_gt(server_pid, 0);
-    kill(server_pid, SIGTERM);
-    int status = 0;
-    pid_t r = 0;
-    uint64_t deadline = rill_test_deadline_ms(10000);
-    while ((r = waitpid(server_pid, &status, WNOHANG)) == 0 && rill_test_before(deadline))
-        usleep(10000);
-    if (r == server_pid)
-        server_pid = -1;
-    cr_assert_eq(r > 0, true, "the server exits on SIGTERM");
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "the server exits cleanly (status %d): no leak, no crash", status);
-}
-
-/* Run a shell command line; its output (stdout and stderr). */
-static char *sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f);
-    size_t cap = 4096, n = 0;
-    char *out = malloc(cap);
-    size_t k;
-    while ((k = fread(out + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n < 2)
-            out = realloc(out, cap *= 2);
-    }
-    out[n] = '\0';
-    pclose(f);
-    return out;
+    rill_test_proc_stop(&server_pid);
 }
 
 /* redis-cli with @args (shell words); its output. */
 #define CLI(...) sh_cli(__VA_ARGS__)
 static char *sh_cli(const char *args)
 {
-    return sh("timeout 10 redis-cli -p %d %s 2>&1", server_port, args);
+    return rill_test_sh(NULL, "timeout 10 redis-cli -p %d %s 2>&1", server_port, args);
 }
 
 /* redis-cli prints an error reply followed by an empty line. */
@@ -159,7 +82,8 @@ static void expect_cli(const char *args, const char *want)
 /* Several commands on one connection (stdin of redis-cli). */
 static void expect_session(const char *lines, const char *want, const char *flags)
 {
-    char *got = sh("printf '%s' | timeout 10 redis-cli %s -p %d 2>&1", lines, flags, server_port);
+    char *got = rill_test_sh(NULL, "printf '%s' | timeout 10 redis-cli %s -p %d 2>&1", lines, flags,
+                             server_port);
     cr_expect_str_eq(got, want, "session %s: got \"%s\"", lines, got);
     free(got);
 }
@@ -197,10 +121,12 @@ Test(kv_clients, strings_and_counters)
     expect_cli("MSET a", "ERR wrong number of arguments for 'mset' command\n");
     expect_cli("MSET a 1 b", "ERR wrong number of arguments for 'mset' command\n");
     /* A value larger than the inline limit of an item, and a binary one. */
-    char *big = sh("head -c 100000 /dev/zero | tr '\\0' x | timeout 10 redis-cli -p %d -x SET "
-                   "bigval && timeout 10 redis-cli -p %d STRLEN bigval; timeout 10 redis-cli -p "
-                   "%d GET bigval | wc -c",
-                   server_port, server_port, server_port);
+    char *big =
+        rill_test_sh(NULL,
+                     "head -c 100000 /dev/zero | tr '\\0' x | timeout 10 redis-cli -p %d -x SET "
+                     "bigval && timeout 10 redis-cli -p %d STRLEN bigval; timeout 10 redis-cli -p "
+                     "%d GET bigval | wc -c",
+                     server_port, server_port, server_port);
     cr_expect(strstr(big, "OK\n") == big, "%s", big);
     cr_expect(strstr(big, "100001\n") != NULL, "GET returns 100000 bytes: %s", big);
     free(big);
@@ -246,9 +172,11 @@ Test(kv_clients, expiry)
     expect_cli("SET q v EX 10 PX 10", "ERR syntax error\n");
     /* Active expiry: keys nobody touches go away on their own. */
     expect_cli("FLUSHALL", "OK\n");
-    char *r = sh("for i in $(seq 1 50); do echo SET e$i v PX 100; done | timeout 10 redis-cli -p "
-                 "%d | sort | uniq -c",
-                 server_port);
+    char *r = rill_test_sh(
+        NULL,
+        "for i in $(seq 1 50); do echo SET e$i v PX 100; done | timeout 10 redis-cli -p "
+        "%d | sort | uniq -c",
+        server_port);
     cr_expect(strstr(r, "50 OK") != NULL, "%s", r);
     free(r);
     expect_cli("DBSIZE", "50\n");
@@ -268,16 +196,16 @@ Test(kv_clients, keyspace_and_server_commands)
 {
     start_server();
     expect_cli("MSET user:1 a user:2 b user:10 c other d u\\*x e", "OK\n");
-    char *keys = sh("timeout 10 redis-cli -p %d KEYS 'user:*' | sort", server_port);
+    char *keys = rill_test_sh(NULL, "timeout 10 redis-cli -p %d KEYS 'user:*' | sort", server_port);
     cr_expect_str_eq(keys, "user:1\nuser:10\nuser:2\n");
     free(keys);
-    keys = sh("timeout 10 redis-cli -p %d KEYS 'user:?' | sort", server_port);
+    keys = rill_test_sh(NULL, "timeout 10 redis-cli -p %d KEYS 'user:?' | sort", server_port);
     cr_expect_str_eq(keys, "user:1\nuser:2\n");
     free(keys);
-    keys = sh("timeout 10 redis-cli -p %d KEYS 'user:[^2]*' | sort", server_port);
+    keys = rill_test_sh(NULL, "timeout 10 redis-cli -p %d KEYS 'user:[^2]*' | sort", server_port);
     cr_expect_str_eq(keys, "user:1\nuser:10\n");
     free(keys);
-    keys = sh("timeout 10 redis-cli -p %d KEYS 'user:[0-1]' | sort", server_port);
+    keys = rill_test_sh(NULL, "timeout 10 redis-cli -p %d KEYS 'user:[0-1]' | sort", server_port);
     cr_expect_str_eq(keys, "user:1\n");
     free(keys);
     expect_cli("KEYS 'u\\*x'", "u*x\n");
@@ -445,9 +373,11 @@ Test(kv_clients, protocol_errors_close_only_that_connection)
 Test(kv_clients, redis_benchmark)
 {
     start_server();
-    char *out = sh("timeout 100 redis-benchmark -p %d -t ping,set,get,incr,mset -P 16 -n 20000 -q "
-                   "2>&1 | tr '\\r' '\\n' | grep -v 'rps='",
-                   server_port);
+    char *out = rill_test_sh(
+        NULL,
+        "timeout 100 redis-benchmark -p %d -t ping,set,get,incr,mset -P 16 -n 20000 -q "
+        "2>&1 | tr '\\r' '\\n' | grep -v 'rps='",
+        server_port);
     const char *tests[] = { "PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys)" };
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         char key[64];
