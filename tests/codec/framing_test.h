@@ -3,7 +3,8 @@
  * test_string_codec.c): a decoder in an embedded channel with an exception
  * recorder behind it, input fed whole, split at every byte, cut at every
  * pair of offsets and byte by byte, and frames checked byte for byte and
- * for being views of the input rather than copies. */
+ * for being views of the input rather than copies; a prepender passing
+ * other messages on; a payload of many MiB that costs no memory. */
 #ifndef RILL_TEST_FRAMING_TEST_H
 #define RILL_TEST_FRAMING_TEST_H
 
@@ -13,9 +14,11 @@
 #include <string.h>
 
 #include "rill/buf.h"
+#include "rill/composite.h"
 #include "rill/embedded.h"
 #include "rill/msg.h"
 #include "rill/pipeline.h"
+#include "rill/string_codec.h"
 #include "util/feed.h"
 
 struct frame {
@@ -182,6 +185,56 @@ static inline struct rill_msg *bufmsg(const void *p, size_t n)
     struct rill_buf *b;
     cr_assert_eq(rill_buf_copy_from(p, n, &b), 0);
     return rill_buf_msg(b);
+}
+
+/* Write the @len bytes at @mem into the decoder @h (config @cfg), wrapped
+ * rather than copied, and expect the frames @want: each a slice whose
+ * bytes are want[i].p, a pointer into @mem. */
+static inline void expect_slices(const struct rill_handler *h, const void *cfg, char *mem,
+                                 size_t len, const struct frame *want, size_t n)
+{
+    struct rill_buf *b;
+    cr_assert_eq(rill_buf_wrap(mem, len, len, NULL, NULL, &b), 0);
+    struct catcher cat;
+    struct rill_embedded *e = emb(h, cfg, &cat);
+    cr_assert_eq(rill_embedded_write_inbound(e, rill_buf_msg(b)), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        struct rill_buf *f = rill_buf_from_msg(rill_embedded_read_inbound(e));
+        cr_assert_eq(rill_buf_kind(f), RILL_BUF_SLICE);
+        size_t got;
+        cr_assert_eq(rill_buf_read_ptr(f, &got), (const uint8_t *)want[i].p);
+        cr_assert_eq(got, want[i].len);
+        rill_buf_release(f);
+    }
+    finish(e);
+}
+
+/* The encoder @h (config @cfg) writes a message that is not a buffer on
+ * as it is. */
+static inline void expect_passes_other(const struct rill_handler *h, const void *cfg)
+{
+    struct rill_embedded *e = enc(h, cfg);
+    struct rill_string *s;
+    cr_assert_eq(rill_string_new("as is", &s), 0);
+    cr_assert_eq(rill_embedded_write_outbound(e, rill_string_msg(s)), 1);
+    struct rill_msg *m = rill_embedded_read_outbound(e);
+    cr_assert_eq(m, rill_string_msg(s));
+    rill_msg_release(m);
+    finish(e);
+}
+
+/* A composite of @n references to one 1 MiB wrapped buffer: a payload of
+ * @n MiB that costs no memory. */
+static inline struct rill_msg *huge(size_t n)
+{
+    static char mib[1 << 20];
+    struct rill_buf *one, *c;
+    cr_assert_eq(rill_buf_wrap(mib, sizeof(mib), sizeof(mib), NULL, NULL, &one), 0);
+    cr_assert_eq(rill_buf_composite_new(&c), 0);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(rill_buf_composite_add(c, rill_buf_retain(one)), 0);
+    rill_buf_release(one);
+    return rill_buf_msg(c);
 }
 
 #endif

@@ -42,21 +42,8 @@ Test(line, line_ends_kept_on_request)
 Test(line, frames_are_views_of_the_bytes_read)
 {
     static char mem[] = "one\r\ntwo\n";
-    struct rill_buf *b;
-    cr_assert_eq(rill_buf_wrap(mem, sizeof(mem) - 1, sizeof(mem) - 1, NULL, NULL, &b), 0);
-    struct catcher cat;
-    struct rill_embedded *e = emb(L, NULL, &cat);
-    cr_assert_eq(rill_embedded_write_inbound(e, rill_buf_msg(b)), 2);
-    const size_t at[] = { 0, 5 };
-    for (size_t i = 0; i < 2; i++) {
-        struct rill_buf *f = rill_buf_from_msg(rill_embedded_read_inbound(e));
-        cr_assert_eq(rill_buf_kind(f), RILL_BUF_SLICE);
-        size_t n;
-        cr_assert_eq(rill_buf_read_ptr(f, &n), (uint8_t *)mem + at[i]);
-        cr_assert_eq(n, 3);
-        rill_buf_release(f);
-    }
-    finish(e);
+    const struct frame want[] = { { mem, 3 }, { mem + 5, 3 } };
+    expect_slices(L, NULL, mem, sizeof(mem) - 1, want, 2);
 }
 
 /* A line as long as the limit passes, "\r\n" or "\n", however it is cut
