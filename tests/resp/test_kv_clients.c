@@ -136,14 +136,17 @@ Test(kv_clients, strings_and_counters)
 Test(kv_clients, expiry)
 {
     start_server();
-    expect_cli("SET t v PX 300", "OK\n");
+    /* Times leave room for a loaded machine (every redis-cli is a process). */
+    expect_cli("SET t v PX 1500", "OK\n");
     expect_cli("GET t", "v\n");
     char *pttl = CLI("PTTL t");
     long ms = atol(pttl);
-    cr_expect(ms > 0 && ms <= 300, "PTTL %s", pttl);
+    cr_expect(ms > 0 && ms <= 1500, "PTTL %s", pttl);
     free(pttl);
-    expect_cli("TTL t", "0\n");
-    usleep(450 * 1000);
+    char *ttl = CLI("TTL t"); /* seconds, rounded as Redis does */
+    cr_expect(!strcmp(ttl, "1\n") || !strcmp(ttl, "2\n"), "TTL %s", ttl);
+    free(ttl);
+    usleep(1700 * 1000);
     expect_cli("GET t", "\n");
     expect_cli("TTL t", "-2\n");
     expect_cli("SET p v", "OK\n");
@@ -156,10 +159,10 @@ Test(kv_clients, expiry)
     expect_cli("EXPIRE p abc", "ERR value is not an integer or out of range\n");
     expect_cli("EXPIRE p 10 zz", "ERR Unsupported option zz\n");
     expect_cli("EXPIRE nokey 10", "0\n");
-    expect_cli("PEXPIRE p 200", "1\n");
+    expect_cli("PEXPIRE p 5000", "1\n");
     expect_cli("SET p v2 KEEPTTL", "OK\n");
     char *t = CLI("PTTL p");
-    cr_expect(atol(t) > 0 && atol(t) <= 200, "KEEPTTL keeps the TTL: %s", t);
+    cr_expect(atol(t) > 0 && atol(t) <= 5000, "KEEPTTL keeps the TTL: %s", t);
     free(t);
     expect_cli("SET p v3", "OK\n");
     expect_cli("PTTL p", "-1\n");
@@ -174,13 +177,13 @@ Test(kv_clients, expiry)
     expect_cli("FLUSHALL", "OK\n");
     char *r = rill_test_sh(
         NULL,
-        "for i in $(seq 1 50); do echo SET e$i v PX 100; done | timeout 10 redis-cli -p "
+        "for i in $(seq 1 50); do echo SET e$i v PX 1500; done | timeout 10 redis-cli -p "
         "%d | sort | uniq -c",
         server_port);
     cr_expect(strstr(r, "50 OK") != NULL, "%s", r);
     free(r);
     expect_cli("DBSIZE", "50\n");
-    uint64_t deadline = rill_test_deadline_ms(5000);
+    uint64_t deadline = rill_test_deadline_ms(10000);
     char *n = NULL;
     do {
         free(n);
