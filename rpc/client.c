@@ -18,6 +18,7 @@
 #include "rill/pipeline.h"
 #include "rill/rpc_status.h"
 #include "rill/timer.h"
+#include "rpc/rpc_internal.h"
 
 struct client;
 
@@ -278,7 +279,10 @@ static void start_on_loop(void *arg)
         rill_rpc_call_release(c);
         return;
     }
-    size_t size = rill_rpc_frame_wire_size(c->req);
+    /* Exact: the names count only when the codec will send them (the pair
+     * is not interned yet); with no rpc codec found they always count. */
+    int interned = rill__rpc_codec_interned(c->ch, c->req->service, c->req->method);
+    size_t size = rill__rpc_wire_size(c->req, interned != 1);
     if (size > cl->o.max_frame) {
         char msg[128];
         snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the frame limit of %zu", size,

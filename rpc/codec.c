@@ -26,6 +26,7 @@ struct codec {
     bool preamble_done; /* server: checked; client: sent */
     bool frame_seen;    /* a frame was decoded (client: HTTP detection) */
     struct rill__rpc_intern enc;
+    uint64_t bytes_in, bytes_out; /* decoded and written by the codec */
     struct {
         char *service, *method;
     } * dec_names;
@@ -42,6 +43,35 @@ void rill_rpc_codec_opts_init(struct rill_rpc_codec_opts *o, enum rill_rpc_role 
 static struct codec *codec_of(struct rill_ctx *ctx)
 {
     return rill_ctx_state(ctx);
+}
+
+/* The codec publishes itself on its channel so that the handlers after it
+ * can ask what it will send (rpc_internal.h). */
+static const struct rill_attr_key codec_key = { "rpc-codec", NULL };
+
+int rill__rpc_codec_interned(struct rill_channel *ch, const char *service, const char *method)
+{
+    struct codec *c = rill_channel_attr_get(ch, &codec_key);
+    if (!c)
+        return -ENOENT;
+    return rill__rpc_intern_find(&c->enc, service, method) != 0;
+}
+
+int rill__rpc_codec_bytes(struct rill_channel *ch, uint64_t *in, uint64_t *out)
+{
+    struct codec *c = rill_channel_attr_get(ch, &codec_key);
+    if (!c)
+        return -ENOENT;
+    *in = c->bytes_in;
+    *out = c->bytes_out;
+    return 0;
+}
+
+/* Write @b from the codec's context toward the head, counted. */
+static void write_counted(struct codec *c, struct rill_ctx *ctx, struct rill_buf *b)
+{
+    c->bytes_out += rill_buf_readable(b);
+    rill_ctx_write_and_flush(ctx, &b->msg, NULL);
 }
 
 /* ---- goaway ---- */
@@ -94,7 +124,7 @@ static void write_raw(struct codec *c, const void *data, size_t len)
 {
     struct rill_buf *b;
     if (rill_buf_copy_from(data, len, &b) == 0)
-        rill_ctx_write_and_flush(rill_decoder_ctx(&c->dec), &b->msg, NULL);
+        write_counted(c, rill_decoder_ctx(&c->dec), b);
 }
 
 /* Encode a GOAWAY directly (the codec's own write slot is not on the path
@@ -108,7 +138,7 @@ static void write_goaway(struct codec *c, int status, const char *msg)
     struct rill_buf *b;
     if (rill_buf_alloc(64 + (msg ? strlen(msg) : 0), &b) == 0) {
         if (rill__rpc_encode(f, &c->enc, SIZE_MAX, &b) == 0)
-            rill_ctx_write_and_flush(rill_decoder_ctx(&c->dec), &b->msg, NULL);
+            write_counted(c, rill_decoder_ctx(&c->dec), b);
         else
             rill_buf_release(b);
     }
@@ -197,6 +227,7 @@ static int decode_preamble(struct codec *c, struct rill_buf *in)
     rill_buf_get_bytes(in, rd + RILL_RPC_PREAMBLE_LEN, p->auth, alen);
     p->auth[alen] = '\0';
     rill_buf_skip(in, RILL_RPC_PREAMBLE_LEN + (size_t)alen);
+    c->bytes_in += RILL_RPC_PREAMBLE_LEN + (size_t)alen;
     c->preamble_done = true;
     rill_decoder_emit(&c->dec, &p->msg);
     return 0;
@@ -442,6 +473,7 @@ static int decode_frame(struct codec *c, struct rill_buf *in)
         return rc;
     }
     c->frame_seen = true;
+    c->bytes_in += 4 + (size_t)len;
     rill_decoder_emit(&c->dec, &f->msg);
     return 0;
 }
@@ -514,13 +546,17 @@ static int codec_encode(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_
 {
     struct codec *c = codec_of(ctx);
     const struct rill_rpc_frame *f = (const struct rill_rpc_frame *)msg;
+    size_t before = rill_buf_readable(*out);
     if (c->o.role == RILL_RPC_ROLE_CLIENT && !c->preamble_done) {
         int rc = put_preamble(c, *out);
         if (rc)
             return rc;
         c->preamble_done = true;
     }
-    return rill__rpc_encode(f, &c->enc, c->o.max_frame, out);
+    int rc = rill__rpc_encode(f, &c->enc, c->o.max_frame, out);
+    if (rc == 0)
+        c->bytes_out += rill_buf_readable(*out) - before;
+    return rc;
 }
 
 static const struct rill_encoder_ops codec_enc_ops = {
@@ -542,7 +578,7 @@ static void send_preamble(struct rill_ctx *ctx)
         return;
     }
     c->preamble_done = true;
-    rill_ctx_write_and_flush(ctx, &b->msg, NULL);
+    write_counted(c, ctx, b);
 }
 
 static int codec_added(struct rill_ctx *ctx)
@@ -571,6 +607,10 @@ static int codec_added(struct rill_ctx *ctx)
     int rc = rill_decoder_init(&c->dec, ctx, &codec_dec_ops, &dopt);
     if (rc)
         return rc;
+    /* Without the attribute the client's size check only counts names in
+     * full: stricter, never wrong. */
+    if (!rill_channel_attr_get(rill_ctx_channel(ctx), &codec_key))
+        (void)rill_channel_attr_set(rill_ctx_channel(ctx), &codec_key, c);
     if (rill_channel_is_active(rill_ctx_channel(ctx)))
         send_preamble(ctx);
     return 0;
@@ -587,11 +627,23 @@ static void codec_write(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_
     rill_encoder_write(ctx, &codec_enc_ops, msg, p);
 }
 
+static void codec_removed(struct rill_ctx *ctx)
+{
+    struct rill_channel *ch = rill_ctx_channel(ctx);
+    if (rill_channel_attr_get(ch, &codec_key) == codec_of(ctx))
+        rill_channel_attr_remove(ch, &codec_key);
+    rill_decoder_on_removed(ctx);
+}
+
 const struct rill_handler rill_rpc_codec_handler = {
     .name = "rpc-codec",
     .ctx_size = sizeof(struct codec),
     .added = codec_added,
     .active = codec_active,
     .write = codec_write,
-    RILL_DECODER_CALLBACKS,
+    .read = rill_decoder_on_read,
+    .read_complete = rill_decoder_on_read_complete,
+    .user_event = rill_decoder_on_user_event,
+    .inactive = rill_decoder_on_inactive,
+    .removed = codec_removed,
 };

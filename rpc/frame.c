@@ -151,7 +151,7 @@ static size_t status_msg_len(const struct rill_rpc_frame *f)
 }
 
 /* Bytes after the length field, names in full when @with_names. */
-static size_t wire_size(const struct rill_rpc_frame *f, bool with_names)
+size_t rill__rpc_wire_size(const struct rill_rpc_frame *f, bool with_names)
 {
     size_t n = RILL_RPC_HEADER_LEN - 4;
     switch (f->type) {
@@ -176,7 +176,7 @@ static size_t wire_size(const struct rill_rpc_frame *f, bool with_names)
 
 size_t rill_rpc_frame_wire_size(const struct rill_rpc_frame *f)
 {
-    return wire_size(f, f->type == RILL_RPC_REQUEST && f->service && f->method);
+    return rill__rpc_wire_size(f, f->type == RILL_RPC_REQUEST && f->service && f->method);
 }
 
 /* ---- interning ---- */
@@ -300,7 +300,7 @@ int rill__rpc_encode(const struct rill_rpc_frame *f, struct rill__rpc_intern *na
         ref = rill__rpc_intern_find(names, f->service, f->method);
         define = ref == 0;
     }
-    size_t len = wire_size(f, define);
+    size_t len = rill__rpc_wire_size(f, define);
     if (len > max_frame || len > UINT32_MAX)
         return RILL_ETOOLARGE;
     if (define) {

@@ -10,6 +10,7 @@
 #include "rill/rpc_frame.h"
 
 struct rill_buf;
+struct rill_channel;
 
 /* ThreadSanitizer cannot see the ordering liburcu's hash table provides
  * (its atomics are inline assembly in an uninstrumented library), so
@@ -55,6 +56,19 @@ int rill__rpc_intern_add(struct rill__rpc_intern *t, const char *service, const 
  * @max_frame; nothing is defined then), -EINVAL or -ENOMEM. */
 int rill__rpc_encode(const struct rill_rpc_frame *f, struct rill__rpc_intern *names,
                      size_t max_frame, struct rill_buf **out);
+
+/* The bytes after the length field @f takes on the wire, with the request's
+ * names (@with_names) or with its interned id only. */
+size_t rill__rpc_wire_size(const struct rill_rpc_frame *f, bool with_names);
+
+/* Thread: loop thread only. What the rpc codec on @ch (found through a
+ * channel attribute it sets while in the pipeline) will send: 1 when the
+ * pair is interned (its next request carries the id alone), 0 when the
+ * next request carries the names; -ENOENT when @ch has no rpc codec. */
+int rill__rpc_codec_interned(struct rill_channel *ch, const char *service, const char *method);
+/* Thread: loop thread only. Bytes the codec on @ch decoded (preamble and
+ * whole frames) and wrote; -ENOENT when @ch has no rpc codec. */
+int rill__rpc_codec_bytes(struct rill_channel *ch, uint64_t *in, uint64_t *out);
 
 /* Make the calling thread an RCU reader (once per thread; undone when the
  * thread exits). */

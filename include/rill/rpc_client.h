@@ -58,8 +58,11 @@ void rill_rpc_call_opts_init(struct rill_rpc_call_opts *o);
 /* Options of the client handler (copied when it is added). */
 struct rill_rpc_client_opts {
     uint64_t default_timeout_ns; /* for calls without their own; 0: none */
-    size_t max_frame;            /* request limit checked before sending; default
-                                    RILL_RPC_MAX_FRAME_DEFAULT (match the codec's) */
+    size_t max_frame;            /* request limit checked before sending, against the
+                                    frame as the rpc codec on the channel will
+                                    encode it (names only while not interned);
+                                    default RILL_RPC_MAX_FRAME_DEFAULT (match the
+                                    codec's) */
 };
 
 /* Thread: any. */

@@ -324,3 +324,72 @@ Test(rpc_client, calls_from_another_thread_hop_to_the_loop)
     }
     rill_embedded_free(e);
 }
+
+/* A client-role codec and the client handler, both limited to @max_frame. */
+static struct rill_embedded *coded_client(size_t max_frame)
+{
+    static struct rill_rpc_codec_opts co;
+    static struct rill_rpc_client_opts clo;
+    rill_rpc_codec_opts_init(&co, RILL_RPC_ROLE_CLIENT);
+    co.max_frame = max_frame;
+    rill_rpc_client_opts_init(&clo);
+    clo.max_frame = max_frame;
+    struct rill_embedded_handler h[2] = { { "rpc-codec", &rill_rpc_codec_handler, &co },
+                                          { "rpc-client", &rill_rpc_client_handler, &clo } };
+    struct rill_embedded *e = NULL;
+    cr_assert_eq(rill_embedded_new(h, 2, &e), 0);
+    return e;
+}
+
+/* Start svc/m with @n payload bytes; returns the call after the loop ran. */
+static struct rill_rpc_call *start_sized(struct rill_embedded *e, size_t n)
+{
+    struct rill_rpc_call *c;
+    cr_assert_eq(
+        rill_rpc_call_start(rill_embedded_channel(e), "svc", "m", rt_pattern_buf(n, 3), NULL, &c),
+        0);
+    rill_embedded_run_pending(e);
+    return c;
+}
+
+/* The length field of the one frame written since the last drain (after
+ * the 8-byte preamble when @preamble). */
+static uint32_t written_frame_len(struct rill_embedded *e, bool preamble)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    rt_drain_bytes(e, &b, &len);
+    size_t at = preamble ? RILL_RPC_PREAMBLE_LEN : 0;
+    cr_assert_geq(len, at + 4, "a frame was written");
+    uint32_t n =
+        (uint32_t)b[at] << 24 | (uint32_t)b[at + 1] << 16 | (uint32_t)b[at + 2] << 8 | b[at + 3];
+    cr_assert_eq(len, at + 4 + n, "exactly one frame");
+    free(b);
+    return n;
+}
+
+Test(rpc_client, size_check_counts_names_only_when_sent)
+{
+    /* Request body: ref 4, deadline 8, payload; the first request for
+     * svc/m adds 1 + 3 + 1 + 1 bytes of names. Header after the length: 10. */
+    enum { LIMIT = 100, BARE = 10 + 4 + 8, NAMES = 1 + 3 + 1 + 1 };
+    struct rill_embedded *e = coded_client(LIMIT);
+    struct rill_rpc_call *c = start_sized(e, LIMIT - BARE - NAMES + 1);
+    expect_status(c, RILL_RPC_RESOURCE_EXHAUSTED, "of 101 bytes exceeds the frame limit of 100");
+    rill_rpc_call_release(c);
+    c = start_sized(e, LIMIT - BARE - NAMES);
+    cr_assert_not(rill_promise_is_done(rill_rpc_call_future(c)), "sent with its names");
+    cr_assert_eq(written_frame_len(e, true), LIMIT);
+    respond(e, rill_rpc_call_id(c), RILL_RPC_OK, NULL, NULL);
+    rill_rpc_call_release(c);
+    /* Interned now: the id alone goes out, so 6 more payload bytes fit. */
+    c = start_sized(e, LIMIT - BARE);
+    cr_assert_not(rill_promise_is_done(rill_rpc_call_future(c)), "sent by id");
+    cr_assert_eq(written_frame_len(e, false), LIMIT);
+    rill_rpc_call_release(c);
+    c = start_sized(e, LIMIT - BARE + 1);
+    expect_status(c, RILL_RPC_RESOURCE_EXHAUSTED, "of 101 bytes exceeds the frame limit of 100");
+    cr_assert_eq(rill_embedded_outbound_count(e), 0, "nothing written");
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
