@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "rill/buf.h"
+#include "rill/channel.h"
 #include "rill/decoder.h"
 #include "rill/error.h"
 #include "rill/pipeline.h"
@@ -55,11 +56,17 @@ static int choose(struct sniff_state *s, struct rill_buf *in, size_t len, bool l
     rc = s->select(rill_ctx_pipeline(ctx), head, len, s->arg);
     if (rc < 0) {
         show(head, len, text, sizeof(text));
-        return rill_decoder_fail(d, rc, "sniff: no protocol for the first %zu bytes \"%s\": %s",
-                                 len, text, rill_strerror(rc));
+        return rill_decoder_fail(d, rc, "sniff: no protocol for the first %zu bytes \"%s\"", len,
+                                 text);
     }
     if (rc == 0) {
         s->done = true;
+        /* The new handlers missed the channel's active event (it went by
+         * before they were added); handlers that set a connection up there
+         * (the RPC server's) need it, before the first bytes. */
+        struct rill_channel *ch = rill_ctx_channel(ctx);
+        if (!rill_ctx_is_removed(ctx) && rill_channel_is_active(ch))
+            rill_ctx_fire_active(ctx);
         /* The base sees the removal (we are inside its decode loop) and
          * hands what it holds to the handlers select installed. */
         if (!rill_ctx_is_removed(ctx))

@@ -27,9 +27,14 @@
  *
  *   0     it installed the protocol's handlers after the sniffer (by name
  *         with rill_pipeline_add_after, or rill_pipeline_add_last when the
- *         sniffer is the last handler); the sniffer then removes itself and
- *         hands the bytes over. Returning 0 without installing anything
- *         hands the bytes to whatever follows.
+ *         sniffer is the last handler). The sniffer then fires `active` at
+ *         the handlers after it while the channel is active (they were added
+ *         after the channel's own active event, and some set a connection
+ *         up there: the RPC server counts and caps connections in it),
+ *         removes itself and hands the bytes over. Returning 0 without
+ *         installing anything hands the bytes to whatever follows. Handlers
+ *         that were after the sniffer before the choice see active twice:
+ *         keep the sniffer last.
  *   > 0   it needs more bytes: at least this many (a value <= @len means
  *         len + 1). It is called again, with exactly that many bytes, once
  *         they have arrived.

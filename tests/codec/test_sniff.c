@@ -9,7 +9,8 @@
  * calls, and the new handlers get every byte, in order; "need more" waits
  * for exactly the bytes asked for; an error closes the channel with its
  * code and a text naming the bytes; the end of input before a choice; the
- * 64-byte limit; bad configs. */
+ * 64-byte limit; bad configs. The handlers installed see active once,
+ * before the bytes. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ static struct {
     char got[512];  /* bytes the capture handler received ('|' after each line) */
     size_t ngot;
     int reads, read_completes;
+    int actives;           /* active events the capture handler saw */
+    size_t ngot_at_active; /* bytes it had then */
 } S;
 
 static void reset(void)
@@ -75,8 +78,16 @@ static void cap_read_complete(struct rill_ctx *ctx)
     S.read_completes++;
 }
 
+static void cap_active(struct rill_ctx *ctx)
+{
+    S.actives++;
+    S.ngot_at_active = S.ngot;
+    rill_ctx_fire_active(ctx);
+}
+
 static const struct rill_handler capture = {
     .name = "capture",
+    .active = cap_active,
     .read = cap_read,
     .read_complete = cap_read_complete,
 };
@@ -169,6 +180,8 @@ static void expect_chosen(struct rill_embedded *e, const struct proto_case *c, c
     cr_assert_eq(S.ngot, c->ngot, "%s: %zu bytes arrived", what, S.ngot);
     cr_assert(memcmp(S.got, c->got, c->ngot) == 0, "%s: bytes intact and in order", what);
     cr_assert_geq(S.read_completes, 1, "%s: read_complete follows the hand-over", what);
+    cr_assert_eq(S.actives, 1, "%s: the new handlers see active once", what);
+    cr_assert_eq(S.ngot_at_active, 0, "%s: active comes before the bytes", what);
     cr_assert_null(rill_pipeline_get(rill_embedded_pipeline(e), "sniff"), "%s: sniffer gone", what);
     expect_names(e, c->names, c->nnames, what);
     cr_assert_eq(rill_embedded_inbound_count(e), 0, "%s: nothing reached the tail", what);
@@ -330,6 +343,7 @@ Test(sniff, input_ending_before_a_choice)
     cr_assert_eq(S.lens[0], 6);
     cr_assert_eq(S.ngot, 6);
     cr_assert(memcmp(S.got, "GET /|", 6) == 0);
+    cr_assert_eq(S.actives, 1, "the output is still open: active");
     rill_embedded_free(e);
 
     /* A peer that sends nothing: the callback is not called. */
