@@ -33,6 +33,9 @@ struct conn {
     uint32_t nbuckets, count;
     struct rill_timer *idle;
     uint64_t last_active;
+    struct rill_list link; /* in srv->open_conns while listed (under srv->conns_lock) */
+    bool listed;
+    struct rill_task goaway_task; /* posted once, by rill_rpc_server_free */
 };
 
 struct rill_rpc_server_call {
@@ -83,6 +86,7 @@ void rill__rpc_server_release(struct rill_rpc_server *s)
     rill__rpc_registry_destroy(s);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->conns_lock);
     free(s->threads);
     free(s);
 }
@@ -111,7 +115,9 @@ int rill_rpc_server_new(const struct rill_rpc_server_opts *o, struct rill_rpc_se
         s->o.max_frame = RILL_RPC_MAX_FRAME_DEFAULT;
     atomic_init(&s->refs, 1);
     rill_list_init(&s->queue);
+    rill_list_init(&s->open_conns);
     pthread_mutex_init(&s->qlock, NULL);
+    pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->qcond, NULL);
     int rc = rill__rpc_registry_init(s);
     s->threads = calloc((size_t)s->o.handler_threads, sizeof(pthread_t));
@@ -581,6 +587,12 @@ static void conn_closed(struct conn *c)
     if (!c->ctx)
         return;
     c->ctx = NULL;
+    if (c->listed) {
+        pthread_mutex_lock(&c->srv->conns_lock);
+        rill_list_remove(&c->link);
+        c->listed = false;
+        pthread_mutex_unlock(&c->srv->conns_lock);
+    }
     for (uint32_t i = 0; i < c->nbuckets; i++)
         for (struct rill_rpc_server_call *x = c->buckets[i]; x; x = x->hnext)
             atomic_store_explicit(&x->cancelled, true, memory_order_release);
@@ -604,12 +616,24 @@ static void server_active(struct rill_ctx *ctx)
     uint64_t n = atomic_fetch_add_explicit(&s->conns, 1, memory_order_relaxed) + 1;
     c->counted = true;
     touch(c);
-    if (s->o.max_connections && n > s->o.max_connections) {
+    bool over = s->o.max_connections && n > s->o.max_connections;
+    pthread_mutex_lock(&s->conns_lock);
+    bool shut = atomic_load(&s->shut);
+    if (!over && !shut) {
+        rill_list_push_back(&s->open_conns, &c->link);
+        c->listed = true;
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    if (over || shut) {
         char why[96];
-        snprintf(why, sizeof(why), "server at its limit of %zu connections", s->o.max_connections);
+        if (shut)
+            snprintf(why, sizeof(why), "server shutting down");
+        else
+            snprintf(why, sizeof(why), "server at its limit of %zu connections",
+                     s->o.max_connections);
         c->refused = true;
         atomic_fetch_add_explicit(&s->conns_refused, 1, memory_order_relaxed);
-        rill_rpc_goaway_and_close(ctx, RILL_RPC_UNAVAILABLE, why, RILL_EBUSY);
+        rill_rpc_goaway_and_close(ctx, RILL_RPC_UNAVAILABLE, why, shut ? RILL_ECLOSED : RILL_EBUSY);
     } else if (s->o.idle_timeout_ns) {
         uint64_t period = s->o.idle_timeout_ns / 4;
         if (period < RILL_NS_PER_MS)
@@ -735,11 +759,39 @@ void rill_rpc_server_stats(const struct rill_rpc_server *s, struct rill_rpc_serv
     };
 }
 
+/* On the connection's loop, at shutdown: GOAWAY, then close once written. */
+static void goaway_on_loop(void *arg)
+{
+    struct conn *c = arg;
+    if (c->ctx)
+        rill_rpc_goaway_and_close(c->ctx, RILL_RPC_UNAVAILABLE, "server shutting down",
+                                  RILL_ECLOSED);
+    conn_release(c); /* the task's */
+}
+
+/* Tell every open connection GOAWAY. A listed connection has not run
+ * conn_closed, so its context still holds a reference: the release after a
+ * failed post is never the last one (and never re-enters conns_lock). */
+static void goaway_all(struct rill_rpc_server *s)
+{
+    pthread_mutex_lock(&s->conns_lock);
+    for (struct rill_list *n = s->open_conns.next; n != &s->open_conns; n = n->next) {
+        struct conn *c = rill_container_of(n, struct conn, link);
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+        rill_task_init(&c->goaway_task, goaway_on_loop, c);
+        if (rill_loop_post(c->loop, &c->goaway_task) != 0)
+            conn_release(c);
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+}
+
 void rill_rpc_server_free(struct rill_rpc_server *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->conns_lock);
     atomic_store(&s->shut, true);
+    pthread_mutex_unlock(&s->conns_lock);
     pthread_mutex_lock(&s->qlock);
     s->stop = true;
     pthread_cond_broadcast(&s->qcond);
@@ -759,6 +811,9 @@ void rill_rpc_server_free(struct rill_rpc_server *s)
         answer(rill_container_of(n, struct rill_rpc_server_call, qnode), RILL_RPC_UNAVAILABLE,
                "server shutting down", NULL);
     }
+    /* After the answers above: tasks posted by one thread run in order, so
+     * each connection writes them before its GOAWAY. */
+    goaway_all(s);
     rill__rpc_registry_shutdown(s);
     rill__rpc_server_release(s);
 }

@@ -47,6 +47,10 @@ struct rill_rpc_server {
     bool stop;
     pthread_t *threads;
     int nthreads;
+    /* open connections, told GOAWAY at shutdown (the lock also orders shut
+     * against server_active, so a connection is listed or refused) */
+    pthread_mutex_t conns_lock;
+    struct rill_list open_conns;
     /* stats */
     atomic_uint_fast64_t conns, conns_total, conns_refused, in_flight, qlen, calls, unimpl, dropped,
         bytes_in, bytes_out;

@@ -89,10 +89,13 @@ int rill_rpc_server_new(const struct rill_rpc_server_opts *o, struct rill_rpc_se
 /* Thread: any thread that is not a loop of its connections and not a
  * handler thread. Stop serving: new requests get UNAVAILABLE, queued calls
  * are answered UNAVAILABLE, the handler threads finish their current call
- * and are joined, methods are unregistered. The memory goes once the last
- * connection has closed (connections keep the server alive). Calls still
- * held by asynchronous methods may be answered later: their responses go
- * out normally (or are dropped). */
+ * and are joined, then every open connection is sent GOAWAY (UNAVAILABLE,
+ * "server shutting down") after those answers and closed once it is
+ * written (connections that become active later get the same), and the
+ * methods are unregistered. The memory goes once the last connection has
+ * closed (connections keep the server alive). Calls still held by
+ * asynchronous methods may be answered later: their responses are dropped
+ * (or go out if the connection has not closed yet). */
 void rill_rpc_server_free(struct rill_rpc_server *s);
 
 /* Thread: any. Register @fn for @service/@method (copied; 1..255 bytes

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "rill/addr.h"
@@ -247,4 +248,44 @@ Test(rpc_tcp, live_registration_under_load)
     cr_assert_gt(c.rounds, 0);
     tx_close(ch);
     world_down(&w);
+}
+
+/* Keeps its call unanswered until the test answers it. */
+static struct rill_rpc_server_call *_Atomic held;
+
+static void m_hold(struct rill_rpc_server_call *c, void *arg)
+{
+    atomic_store(&held, c);
+}
+
+Test(rpc_tcp, server_free_sends_goaway_to_open_connections)
+{
+    struct world w;
+    world_up(&w, 0);
+    atomic_store(&held, NULL);
+    cr_assert_eq(rill_rpc_server_register(w.rs, "t", "hold", m_hold, NULL, RILL_RPC_INLINE), 0);
+    struct rill_channel *ch = rpc_connect(&w);
+    cr_assert_eq(echo_once(ch, "warm"), 0);
+    struct rill_rpc_call *c;
+    cr_assert_eq(rill_rpc_call_start(ch, "t", "hold", rt_buf("x"), NULL, &c), 0);
+    uint64_t dl = rill_test_deadline_ms(10000);
+    while (!atomic_load(&held) && rill_test_before(dl))
+        usleep(200);
+    cr_assert_not_null(atomic_load(&held), "the method has the call");
+
+    rill_rpc_server_free(w.rs); /* the listener and the connection stay open */
+    cr_assert_eq(rill_rpc_call_wait(c, TX_WAIT_NS), RILL_EUNAVAILABLE);
+    cr_assert_eq(rill_rpc_call_status(c), RILL_RPC_UNAVAILABLE);
+    const char *m = rill_rpc_call_status_msg(c);
+    cr_assert(m && strstr(m, "GOAWAY") && strstr(m, "server shutting down"), "message \"%s\"",
+              m ? m : "");
+    rill_rpc_call_release(c);
+    cr_assert_eq(rill_promise_wait(rill_channel_close_future(ch), TX_WAIT_NS), 0,
+                 "the connection closed after the GOAWAY");
+    /* The held call's answer comes too late: dropped, nothing breaks. */
+    rill_rpc_server_call_reply(atomic_load(&held), rt_buf("late"));
+    rill_channel_release(ch);
+    tx_server_free(w.srv, true);
+    tx_group_free(w.workers);
+    tx_group_free(w.boss);
 }
