@@ -302,7 +302,9 @@ int rill_rpc_server_call_reply(struct rill_rpc_server_call *c, struct rill_buf *
 int rill_rpc_server_call_fail(struct rill_rpc_server_call *c, int status, const char *msg)
 {
     if (status <= 0 || status > 65535) {
-        answer(c, RILL_RPC_INTERNAL, "method answered with an invalid status", NULL);
+        char why[64];
+        snprintf(why, sizeof(why), "method answered with an invalid status %d", status);
+        answer(c, RILL_RPC_INTERNAL, why, NULL);
         return -EINVAL;
     }
     return answer(c, status, msg, NULL);

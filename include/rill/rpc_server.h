@@ -153,8 +153,9 @@ int rill_rpc_server_call_add_md(struct rill_rpc_server_call *c, const char *key,
 int rill_rpc_server_call_reply(struct rill_rpc_server_call *c, struct rill_buf *resp);
 
 /* Thread: any. Answer with @status (not OK) and a message (copied, may be
- * NULL). Frees the call. Returns 0, or -EINVAL for status 0 or > 65535
- * (then it answers INTERNAL instead: the call is gone either way). */
+ * NULL). Frees the call. Returns 0, or -EINVAL for a status <= 0 or
+ * > 65535: then it answers INTERNAL "method answered with an invalid status
+ * N" instead (the call is gone either way). */
 int rill_rpc_server_call_fail(struct rill_rpc_server_call *c, int status, const char *msg);
 
 /* ---- metrics ---- */

@@ -3,7 +3,8 @@
  * them: every status path, pool dispatch and saturation, deadlines and
  * cancels before running, asynchronous answers in reverse order, answers
  * for closed connections, live (un)registration, auth, connection cap,
- * idle close, metrics.
+ * idle close, metrics, PING answered by PONG, invalid failure statuses,
+ * and shutdown with calls still queued.
  *
  * rill-test-labels: threaded
  */
@@ -19,6 +20,7 @@
 #include "rill/future.h"
 #include "rill/rpc_client.h"
 #include "rill/rpc_server.h"
+#include "rpc/server_internal.h"
 #include "tests/rpc/rpc_test.h"
 #include "util/feed.h"
 #include "util/testutil.h"
@@ -433,6 +435,147 @@ Test(rpc_server, oversize_response_becomes_resource_exhausted)
     big[180] = 0;
     check(call(&p, "t", "echo", big, 0), RILL_RPC_RESOURCE_EXHAUSTED, "exceeds the frame limit");
     check(call(&p, "t", "echo", "small", 0), RILL_RPC_OK, "small");
+    pair_free(&p);
+    rill_rpc_server_free(rs);
+}
+
+static void *free_server(void *arg)
+{
+    rill_rpc_server_free(arg);
+    return NULL;
+}
+
+/* The pool was told to stop (free is past that point). */
+static bool pool_stopping(struct rill_rpc_server *rs)
+{
+    pthread_mutex_lock(&rs->qlock);
+    bool stop = rs->stop;
+    pthread_mutex_unlock(&rs->qlock);
+    return stop;
+}
+
+Test(rpc_server, free_answers_queued_pool_calls_unavailable)
+{
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_ran, 0);
+    struct rill_rpc_server *rs = server(1, 8);
+    struct pair p = pair_new(rs, NULL);
+    struct rill_rpc_call *blocker = call(&p, "t", "gated", NULL, 0);
+    uint64_t dl = rill_test_deadline_ms(5000);
+    while (atomic_load(&gate_ran) == 0 && rill_test_before(dl))
+        usleep(200);
+    struct rill_rpc_call *queued[2] = { call(&p, "t", "gated", NULL, 0),
+                                        call(&p, "t", "pecho", "q", 0) };
+    struct rill_rpc_server_stats st;
+    rill_rpc_server_stats(rs, &st);
+    cr_assert_eq(st.queue_len, 2);
+    /* free joins the handler thread, which is inside the blocker: let the
+     * blocker end only once the pool has been told to stop, so the thread
+     * leaves without taking the queued calls. */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, free_server, rs), 0);
+    dl = rill_test_deadline_ms(5000);
+    while (!pool_stopping(rs) && rill_test_before(dl))
+        usleep(200);
+    cr_assert(pool_stopping(rs), "free stopped the pool");
+    atomic_store(&gate_open, 1);
+    pthread_join(th, NULL);
+    pump_until_done(&p, blocker);
+    check(blocker, RILL_RPC_OK, "gated");
+    for (int i = 0; i < 2; i++) {
+        pump_until_done(&p, queued[i]);
+        cr_assert_eq(rill_rpc_call_status(queued[i]), RILL_RPC_UNAVAILABLE);
+        /* The call's own answer (the GOAWAY after it says "server sent GOAWAY"). */
+        cr_assert_str_eq(rill_rpc_call_status_msg(queued[i]), "server shutting down");
+        rill_rpc_call_release(queued[i]);
+    }
+    cr_assert_eq(atomic_load(&gate_ran), 1, "the queued calls never ran");
+    pump(&p);
+    cr_assert_not(rill_embedded_is_open(p.cli), "the GOAWAY came after the answers");
+    pair_free(&p);
+}
+
+static uint64_t be64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+Test(rpc_server, ping_is_answered_with_pong)
+{
+    struct rill_rpc_server *rs = server(1, 8);
+    struct pair p = pair_new(rs, NULL);
+    /* Raw bytes into the server stack: preamble, PING id 0x0102030405060708
+     * with "beat", then PING id 9 with no payload. */
+    /* clang-format off */
+    static const uint8_t in[] = {
+        'R', 'I', 'L', 'L', 1, 0, 0, 0,                          /* preamble */
+        0, 0, 0, 14, RILL_RPC_PING, 0, 1, 2, 3, 4, 5, 6, 7, 8,  /* len, type, flags, id */
+        'b', 'e', 'a', 't',                                      /* payload */
+        0, 0, 0, 10, RILL_RPC_PING, 0, 0, 0, 0, 0, 0, 0, 0, 9,  /* empty PING */
+    };
+    /* clang-format on */
+    struct rill_buf *b;
+    cr_assert_eq(rill_buf_copy_from(in, sizeof(in), &b), 0);
+    rill_embedded_write_inbound(p.srv, &b->msg);
+    rill_embedded_run_pending(p.srv);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    rt_drain_bytes(p.srv, &out, &len);
+    cr_assert_eq(len, 18 + 14, "two PONG frames, %zu bytes", len);
+    cr_assert_eq(memcmp(out, "\0\0\0\x0e", 4), 0, "length 14");
+    cr_assert_eq(out[4], RILL_RPC_PONG);
+    cr_assert_eq(out[5], 0, "no flags");
+    cr_assert_eq(be64(out + 6), 0x0102030405060708ull, "the PING's id");
+    cr_assert_eq(memcmp(out + 14, "beat", 4), 0, "the PING's payload");
+    const uint8_t *e = out + 18;
+    cr_assert_eq(memcmp(e, "\0\0\0\x0a", 4), 0, "an empty PONG");
+    cr_assert_eq(e[4], RILL_RPC_PONG);
+    cr_assert_eq(be64(e + 6), 9);
+    free(out);
+    cr_assert(rill_embedded_is_open(p.srv));
+    struct rill_rpc_server_stats st;
+    rill_rpc_server_stats(rs, &st);
+    cr_assert_eq(st.calls, 0, "a PING is not a call");
+    pair_free(&p);
+    rill_rpc_server_free(rs);
+}
+
+static atomic_int fail_rc;
+
+static void m_bad_status(struct rill_rpc_server_call *c, void *arg)
+{
+    atomic_store(&fail_rc, rill_rpc_server_call_fail(c, (int)(intptr_t)arg, "should not be seen"));
+}
+
+Test(rpc_server, fail_with_an_invalid_status_answers_internal)
+{
+    struct rill_rpc_server *rs = server(1, 8);
+    static const int bad[] = { 0, -3, 65536 };
+    char name[16], why[64];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(name, sizeof(name), "bad%zu", i);
+        cr_assert_eq(rill_rpc_server_register(rs, "t", name, m_bad_status, (void *)(intptr_t)bad[i],
+                                              RILL_RPC_INLINE),
+                     0);
+    }
+    struct pair p = pair_new(rs, NULL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        atomic_store(&fail_rc, 1);
+        snprintf(name, sizeof(name), "bad%zu", i);
+        snprintf(why, sizeof(why), "method answered with an invalid status %d", bad[i]);
+        struct rill_rpc_call *c = call(&p, "t", name, NULL, 0);
+        cr_assert_eq(atomic_load(&fail_rc), -EINVAL);
+        cr_assert_str_eq(rill_rpc_call_status_msg(c), why);
+        check(c, RILL_RPC_INTERNAL, why);
+        struct rill_rpc_method_stats ms;
+        cr_assert_eq(rill_rpc_server_method_stats(rs, "t", name, &ms), 0);
+        cr_assert_eq(ms.calls, 1, "answered once");
+        cr_assert_eq(ms.by_status[RILL_RPC_INTERNAL], 1);
+    }
+    check(call(&p, "t", "echo", "still", 0), RILL_RPC_OK, "still");
     pair_free(&p);
     rill_rpc_server_free(rs);
 }
