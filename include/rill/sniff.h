@@ -48,7 +48,7 @@
  * call sees exactly `bytes` bytes, later calls exactly as many as asked
  * for. The one exception is the end of input (the peer closed, or shut its
  * output down) before that many arrived: the callback then sees what there
- * is (1 .. bytes - 1 of them) once more, and "need more" fails the stream
+ * is (fewer bytes than it waited for), and "need more" fails the stream
  * with RILL_EPROTO. A peer that closes without sending anything is not
  * shown to the callback (nothing to choose; the channel just closes).
  * Asking for more than RILL_SNIFF_MAX_BYTES also fails with RILL_EPROTO: no
