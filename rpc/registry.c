@@ -1,7 +1,8 @@
 /* The RPC method registry: a liburcu RCU hash (cds_lfht) keyed by
  * "service\0method". Lookups run under rcu_read_lock with no other lock;
- * register and unregister may run meanwhile. An entry is freed after an
- * RCU grace period and after the last call that holds it. Also: RCU
+ * register and unregister may run meanwhile. An unregistered entry is
+ * kept for its stats (until the pair is unregistered again or the server
+ * is freed), then freed after the last call that holds it. Also: RCU
  * reader registration for threads rill does not own, and method metrics. */
 #include <errno.h>
 #include <pthread.h>
@@ -143,6 +144,56 @@ int rill_rpc_server_register(struct rill_rpc_server *s, const char *service, con
     return 0;
 }
 
+/* Keep @m (with the hash's reference) so that its stats stay readable,
+ * replacing an entry retired earlier for the same pair. */
+static void retire(struct rill_rpc_server *s, struct rill__rpc_method *m)
+{
+    struct rill__rpc_method *old = NULL;
+    pthread_mutex_lock(&s->retired_lock);
+    for (struct rill__rpc_method **pp = &s->retired; *pp; pp = &(*pp)->retired_next) {
+        if (strcmp((*pp)->service, m->service) == 0 && strcmp((*pp)->method, m->method) == 0) {
+            old = *pp;
+            *pp = old->retired_next;
+            break;
+        }
+    }
+    m->retired_next = s->retired;
+    s->retired = m;
+    pthread_mutex_unlock(&s->retired_lock);
+    if (old)
+        rill__rpc_method_put(old);
+}
+
+/* The retired entry for the pair with a new reference, or NULL. */
+static struct rill__rpc_method *retired_get(struct rill_rpc_server *s, const char *service,
+                                            const char *method)
+{
+    struct rill__rpc_method *found = NULL;
+    pthread_mutex_lock(&s->retired_lock);
+    for (struct rill__rpc_method *m = s->retired; m; m = m->retired_next) {
+        if (strcmp(m->service, service) == 0 && strcmp(m->method, method) == 0) {
+            atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+            found = m;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->retired_lock);
+    return found;
+}
+
+static void retired_drop_all(struct rill_rpc_server *s)
+{
+    pthread_mutex_lock(&s->retired_lock);
+    struct rill__rpc_method *m = s->retired;
+    s->retired = NULL;
+    pthread_mutex_unlock(&s->retired_lock);
+    while (m) {
+        struct rill__rpc_method *next = m->retired_next;
+        rill__rpc_method_put(m);
+        m = next;
+    }
+}
+
 /* After a grace period no reader holds @m without a reference of its own:
  * drop the hash's. */
 static void reclaim(struct rill_rpc_server *s, struct rill__rpc_method *m)
@@ -170,12 +221,14 @@ int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, c
     /* Waiting here (rather than call_rcu) keeps liburcu's callback thread,
      * and its exit-time leftovers, out of the process. */
     synchronize_rcu();
-    reclaim(s, m);
+    rill__rpc_tsan_acquire(&s->rcu_sync);
+    retire(s, m); /* the hash's reference goes with it */
     return 0;
 }
 
 int rill__rpc_registry_init(struct rill_rpc_server *s)
 {
+    pthread_mutex_init(&s->retired_lock, NULL);
     s->ht = cds_lfht_new(256, 256, 0, 0, NULL);
     return s->ht ? 0 : -ENOMEM;
 }
@@ -197,10 +250,13 @@ void rill__rpc_registry_shutdown(struct rill_rpc_server *s)
             reclaim(s, caa_container_of(node, struct rill__rpc_method, node));
     }
     rcu_read_unlock();
+    retired_drop_all(s);
 }
 
 void rill__rpc_registry_destroy(struct rill_rpc_server *s)
 {
+    retired_drop_all(s);
+    pthread_mutex_destroy(&s->retired_lock);
     if (s->ht) {
         rill__rpc_rcu_register();
         cds_lfht_destroy(s->ht, NULL);
@@ -257,7 +313,11 @@ static uint64_t percentile(const uint64_t *h, uint64_t total, double p)
 int rill_rpc_server_method_stats(struct rill_rpc_server *s, const char *service, const char *method,
                                  struct rill_rpc_method_stats *out)
 {
+    if (!service || !method)
+        return -ENOENT;
     struct rill__rpc_method *m = rill__rpc_method_get(s, service, method);
+    if (!m)
+        m = retired_get(s, service, method);
     if (!m)
         return -ENOENT;
     struct rill__rpc_mstats *st = &m->st;

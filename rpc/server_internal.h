@@ -32,6 +32,7 @@ struct rill__rpc_method {
     void *arg;
     enum rill_rpc_dispatch mode;
     struct rill__rpc_mstats st;
+    struct rill__rpc_method *retired_next; /* in srv->retired */
 };
 
 struct rill_rpc_server {
@@ -40,6 +41,10 @@ struct rill_rpc_server {
     struct cds_lfht *ht;
     atomic_bool shut;
     int rcu_sync; /* TSan: readers release here, reclaimers acquire */
+    /* Unregistered methods kept for their stats (the latest per pair, each
+     * with the reference the hash had), until free. */
+    pthread_mutex_t retired_lock;
+    struct rill__rpc_method *retired;
     /* the pool */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;

@@ -108,7 +108,10 @@ int rill_rpc_server_register(struct rill_rpc_server *s, const char *service, con
 /* Thread: any. Waits one RCU grace period (until every lookup that may
  * have seen the entry is over: micro- to milliseconds), so prefer calling
  * it off the I/O loops. Returns 0 or -ENOENT. Calls already dispatched
- * complete (they hold the entry); its stats go with it. */
+ * complete (they hold the entry). Its stats stay readable through
+ * rill_rpc_server_method_stats, counting those calls too, until the
+ * server is freed or the pair is unregistered again (then the newer
+ * registration's are kept). */
 int rill_rpc_server_unregister(struct rill_rpc_server *s, const char *service, const char *method);
 
 /* The handlers, for hand-built pipelines (install does this):
@@ -185,7 +188,9 @@ struct rill_rpc_server_stats {
 
 /* Thread: any. Racy snapshots. */
 void rill_rpc_server_stats(const struct rill_rpc_server *s, struct rill_rpc_server_stats *out);
-/* Thread: any. -ENOENT when the method is not registered. */
+/* Thread: any. The registered method's stats or, when the pair is not
+ * registered, those of its last registration (kept by unregister until
+ * free). -ENOENT when the pair was never registered. */
 int rill_rpc_server_method_stats(struct rill_rpc_server *s, const char *service, const char *method,
                                  struct rill_rpc_method_stats *out);
 

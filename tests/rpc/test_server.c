@@ -356,7 +356,16 @@ Test(rpc_server, unregister_while_a_call_runs)
     atomic_store(&gate_open, 1);
     pump_until_done(&p, c);
     check(c, RILL_RPC_OK, "gated");
+    /* The stats outlive the registration and count the call that ended
+     * after it. */
+    struct rill_rpc_method_stats ms;
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "gated", &ms), 0);
+    cr_assert_eq(ms.calls, 1);
+    cr_assert_eq(ms.by_status[RILL_RPC_OK], 1);
+    cr_assert_gt(ms.max_ns, 0);
     cr_assert_eq(rill_rpc_server_register(rs, "t", "gated", m_gated, NULL, RILL_RPC_POOL), 0);
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "gated", &ms), 0);
+    cr_assert_eq(ms.calls, 0, "a new registration starts from zero");
     c = call(&p, "t", "gated", NULL, 0);
     pump_until_done(&p, c);
     check(c, RILL_RPC_OK, "gated");
@@ -576,6 +585,33 @@ Test(rpc_server, fail_with_an_invalid_status_answers_internal)
         cr_assert_eq(ms.by_status[RILL_RPC_INTERNAL], 1);
     }
     check(call(&p, "t", "echo", "still", 0), RILL_RPC_OK, "still");
+    pair_free(&p);
+    rill_rpc_server_free(rs);
+}
+
+Test(rpc_server, stats_stay_readable_after_unregister)
+{
+    struct rill_rpc_server *rs = server(1, 8);
+    struct pair p = pair_new(rs, NULL);
+    check(call(&p, "t", "echo", "a", 0), RILL_RPC_OK, "a");
+    check(call(&p, "t", "echo", "b", 0), RILL_RPC_OK, "b");
+    check(call(&p, "t", "fail", NULL, 0), RILL_RPC_INVALID_ARGUMENT, NULL);
+    cr_assert_eq(rill_rpc_server_unregister(rs, "t", "echo"), 0);
+    cr_assert_eq(rill_rpc_server_unregister(rs, "t", "fail"), 0);
+    check(call(&p, "t", "echo", "c", 0), RILL_RPC_UNIMPLEMENTED, NULL);
+    struct rill_rpc_method_stats ms;
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "echo", &ms), 0);
+    cr_assert_eq(ms.calls, 2, "UNIMPLEMENTED requests are not the method's");
+    cr_assert_eq(ms.by_status[RILL_RPC_OK], 2);
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "fail", &ms), 0);
+    cr_assert_eq(ms.errors, 1);
+    /* A second registration's stats replace the first's once it goes too. */
+    cr_assert_eq(rill_rpc_server_register(rs, "t", "echo", m_echo, NULL, RILL_RPC_INLINE), 0);
+    check(call(&p, "t", "echo", "d", 0), RILL_RPC_OK, "d");
+    cr_assert_eq(rill_rpc_server_unregister(rs, "t", "echo"), 0);
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "echo", &ms), 0);
+    cr_assert_eq(ms.calls, 1);
+    cr_assert_eq(rill_rpc_server_method_stats(rs, "t", "never", &ms), -ENOENT);
     pair_free(&p);
     rill_rpc_server_free(rs);
 }
