@@ -35,6 +35,7 @@ struct rill_rpc_call {
     struct client *cl; /* while in the table */
     struct rill_rpc_call *hnext;
     struct rill_timer *timer;
+    uint64_t start_ns; /* loop clock when the handler took it */
     /* Outcome: written on the loop before the future completes. */
     int status;
     char *status_msg;
@@ -52,6 +53,10 @@ struct client {
     bool closed;
     int goaway_status;
     char goaway_msg[160];
+    /* Metrics, loop-only (the histogram's atomics are not needed here). */
+    uint64_t started, completed, other_status;
+    uint64_t by_status[RILL_RPC_STATUS_COUNT];
+    struct rill__rpc_hist lat;
 };
 
 static const struct rill_attr_key client_key = { "rpc-client", NULL };
@@ -198,12 +203,21 @@ static void free_payload(void *v)
     rill_buf_release(v);
 }
 
-/* End @c with @status: set the outcome, complete the future. Takes
+/* End @c with @status: set the outcome, complete the future, count it in
+ * @cl's metrics (NULL: the call never reached a client handler). Takes
  * ownership of @resp (may be NULL). The call must be out of the table;
  * the caller still drops the table's reference. */
-static void complete(struct rill_rpc_call *c, int status, const char *msg,
+static void complete(struct client *cl, struct rill_rpc_call *c, int status, const char *msg,
                      struct rill_rpc_frame *resp)
 {
+    if (cl) {
+        cl->completed++;
+        if (status >= 0 && status < RILL_RPC_STATUS_COUNT)
+            cl->by_status[status]++;
+        else
+            cl->other_status++;
+        rill__rpc_hist_record(&cl->lat, rill_loop_now(rill_channel_loop(c->ch)) - c->start_ns);
+    }
     if (c->timer) {
         rill_timer_cancel(c->timer);
         rill_timer_release(c->timer);
@@ -223,9 +237,9 @@ static void complete(struct rill_rpc_call *c, int status, const char *msg,
     }
 }
 
-static void fail_now(struct rill_rpc_call *c, int status, const char *msg)
+static void fail_now(struct client *cl, struct rill_rpc_call *c, int status, const char *msg)
 {
-    complete(c, status, msg, NULL);
+    complete(cl, c, status, msg, NULL);
 }
 
 static void send_cancel(struct client *cl, uint64_t id)
@@ -241,7 +255,7 @@ static void fail_all(struct client *cl, int status, const char *msg)
         struct rill_rpc_call *c;
         while ((c = cl->buckets[i]) != NULL) {
             table_take(cl, c->id);
-            fail_now(c, status, msg);
+            fail_now(cl, c, status, msg);
             rill_rpc_call_release(c); /* the table's reference */
         }
     }
@@ -258,7 +272,7 @@ static void deadline_passed(struct rill_timer *t, void *arg)
     char msg[96];
     snprintf(msg, sizeof(msg), "deadline of %llu us exceeded",
              (unsigned long long)(c->timeout_ns / 1000));
-    fail_now(c, RILL_RPC_DEADLINE_EXCEEDED, msg);
+    fail_now(cl, c, RILL_RPC_DEADLINE_EXCEEDED, msg);
     rill_rpc_call_release(c);
 }
 
@@ -268,14 +282,18 @@ static void start_on_loop(void *arg)
 {
     struct rill_rpc_call *c = arg; /* holds the task's reference */
     struct client *cl = rill_channel_attr_get(c->ch, &client_key);
+    if (cl) {
+        cl->started++;
+        c->start_ns = rill_loop_now(rill_channel_loop(c->ch));
+    }
     if (!cl || cl->closed) {
-        fail_now(c, RILL_RPC_UNAVAILABLE,
+        fail_now(cl, c, RILL_RPC_UNAVAILABLE,
                  cl ? "connection closed" : "the channel has no rpc client handler");
         rill_rpc_call_release(c);
         return;
     }
     if (atomic_load_explicit(&c->cancel_posted, memory_order_acquire)) {
-        fail_now(c, RILL_RPC_CANCELLED, "cancelled before it was sent");
+        fail_now(cl, c, RILL_RPC_CANCELLED, "cancelled before it was sent");
         rill_rpc_call_release(c);
         return;
     }
@@ -287,7 +305,7 @@ static void start_on_loop(void *arg)
         char msg[128];
         snprintf(msg, sizeof(msg), "request of %zu bytes exceeds the frame limit of %zu", size,
                  cl->o.max_frame);
-        fail_now(c, RILL_RPC_RESOURCE_EXHAUSTED, msg);
+        fail_now(cl, c, RILL_RPC_RESOURCE_EXHAUSTED, msg);
         rill_rpc_call_release(c);
         return;
     }
@@ -297,7 +315,7 @@ static void start_on_loop(void *arg)
     c->timeout_ns = timeout;
     c->req->deadline_ns = timeout;
     if (table_put(cl, c) != 0) {
-        fail_now(c, RILL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        fail_now(cl, c, RILL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         rill_rpc_call_release(c);
         return;
     }
@@ -316,7 +334,7 @@ static void cancel_on_loop(void *arg)
     struct client *cl = c->cl;
     if (cl && table_take(cl, c->id) == c) {
         send_cancel(cl, c->id);
-        fail_now(c, RILL_RPC_CANCELLED, "cancelled by the caller");
+        fail_now(cl, c, RILL_RPC_CANCELLED, "cancelled by the caller");
         rill_rpc_call_release(c); /* the table's */
     }
     rill_rpc_call_release(c); /* the task's */
@@ -405,6 +423,25 @@ size_t rill_rpc_client_in_flight(struct rill_channel *ch)
     return cl ? cl->count : 0;
 }
 
+int rill_rpc_client_stats(struct rill_channel *ch, struct rill_rpc_client_stats *out)
+{
+    struct client *cl = rill_channel_attr_get(ch, &client_key);
+    if (!cl)
+        return -ENOENT;
+    *out = (struct rill_rpc_client_stats){
+        .started = cl->started,
+        .completed = cl->completed,
+        .other_status = cl->other_status,
+        .errors = cl->completed - cl->by_status[RILL_RPC_OK],
+        .in_flight = cl->count,
+    };
+    memcpy(out->by_status, cl->by_status, sizeof(out->by_status));
+    rill__rpc_hist_read(&cl->lat, &out->p50_ns, &out->p99_ns, &out->max_ns);
+    if (rill__rpc_codec_bytes(ch, &out->bytes_in, &out->bytes_out) != 0)
+        out->bytes_in = out->bytes_out = 0;
+    return 0;
+}
+
 /* ---- the handler ---- */
 
 static int client_added(struct rill_ctx *ctx)
@@ -468,7 +505,7 @@ static void client_read(struct rill_ctx *ctx, struct rill_msg *msg)
             rill_rpc_frame_release(f);
             return;
         }
-        complete(c, f->status, f->status_msg, f);
+        complete(cl, c, f->status, f->status_msg, f);
         rill_rpc_call_release(c);
         return;
     }

@@ -266,24 +266,6 @@ void rill__rpc_registry_destroy(struct rill_rpc_server *s)
 
 /* ---- metrics ---- */
 
-static unsigned bucket_of(uint64_t ns)
-{
-    if (ns < 4)
-        return (unsigned)ns;
-    unsigned lg = 63u - (unsigned)__builtin_clzll(ns);
-    unsigned sub = (unsigned)(ns >> (lg - 2)) & 3u;
-    unsigned b = lg * 4 + sub;
-    return b < RILL__RPC_HIST_BUCKETS ? b : RILL__RPC_HIST_BUCKETS - 1;
-}
-
-static uint64_t bucket_upper(unsigned b)
-{
-    if (b < 4)
-        return b;
-    unsigned lg = b / 4, sub = b % 4;
-    return ((4ull + sub + 1) << (lg - 2)) - 1;
-}
-
 void rill__rpc_mstats_record(struct rill__rpc_mstats *st, int status, uint64_t latency_ns)
 {
     atomic_fetch_add_explicit(&st->calls, 1, memory_order_relaxed);
@@ -291,23 +273,7 @@ void rill__rpc_mstats_record(struct rill__rpc_mstats *st, int status, uint64_t l
         atomic_fetch_add_explicit(&st->by_status[status], 1, memory_order_relaxed);
     else
         atomic_fetch_add_explicit(&st->other, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->hist[bucket_of(latency_ns)], 1, memory_order_relaxed);
-    uint64_t mx = atomic_load_explicit(&st->max_ns, memory_order_relaxed);
-    while (latency_ns > mx && !atomic_compare_exchange_weak(&st->max_ns, &mx, latency_ns))
-        ;
-}
-
-static uint64_t percentile(const uint64_t *h, uint64_t total, double p)
-{
-    if (!total)
-        return 0;
-    uint64_t want = (uint64_t)(p * (double)total + 0.999999), seen = 0;
-    for (unsigned b = 0; b < RILL__RPC_HIST_BUCKETS; b++) {
-        seen += h[b];
-        if (seen >= want)
-            return bucket_upper(b);
-    }
-    return bucket_upper(RILL__RPC_HIST_BUCKETS - 1);
+    rill__rpc_hist_record(&st->lat, latency_ns);
 }
 
 int rill_rpc_server_method_stats(struct rill_rpc_server *s, const char *service, const char *method,
@@ -330,16 +296,7 @@ int rill_rpc_server_method_stats(struct rill_rpc_server *s, const char *service,
     out->busy = atomic_load(&st->busy);
     out->expired = atomic_load(&st->expired);
     out->cancelled = atomic_load(&st->cancelled);
-    out->max_ns = atomic_load(&st->max_ns);
-    uint64_t h[RILL__RPC_HIST_BUCKETS], total = 0;
-    for (unsigned b = 0; b < RILL__RPC_HIST_BUCKETS; b++)
-        total += h[b] = atomic_load_explicit(&st->hist[b], memory_order_relaxed);
-    out->p50_ns = percentile(h, total, 0.50);
-    out->p99_ns = percentile(h, total, 0.99);
-    if (out->p99_ns > out->max_ns)
-        out->p99_ns = out->max_ns;
-    if (out->p50_ns > out->max_ns)
-        out->p50_ns = out->max_ns;
+    rill__rpc_hist_read(&st->lat, &out->p50_ns, &out->p99_ns, &out->max_ns);
     rill__rpc_method_put(m);
     return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef RILL_RPC_INTERNAL_H
 #define RILL_RPC_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +70,17 @@ int rill__rpc_codec_interned(struct rill_channel *ch, const char *service, const
 /* Thread: loop thread only. Bytes the codec on @ch decoded (preamble and
  * whole frames) and wrote; -ENOENT when @ch has no rpc codec. */
 int rill__rpc_codec_bytes(struct rill_channel *ch, uint64_t *in, uint64_t *out);
+
+/* Latency histogram (latency.c), shared by method and client metrics:
+ * log-linear, 4 buckets per power of two of ns. Thread: any (atomics). */
+#define RILL__RPC_HIST_BUCKETS 256
+struct rill__rpc_hist {
+    atomic_uint_fast64_t b[RILL__RPC_HIST_BUCKETS];
+    atomic_uint_fast64_t max_ns;
+};
+void rill__rpc_hist_record(struct rill__rpc_hist *h, uint64_t ns);
+/* p50 and p99 are bucket upper bounds (at most 25% high), capped at max. */
+void rill__rpc_hist_read(struct rill__rpc_hist *h, uint64_t *p50, uint64_t *p99, uint64_t *max);
 
 /* Make the calling thread an RCU reader (once per thread; undone when the
  * thread exits). */

@@ -13,13 +13,12 @@
 
 #include "rill/list.h"
 #include "rill/rpc_server.h"
-
-#define RILL__RPC_HIST_BUCKETS 256 /* 4 per power of two of ns */
+#include "rpc/rpc_internal.h"
 
 struct rill__rpc_mstats {
-    atomic_uint_fast64_t calls, other, busy, expired, cancelled, max_ns;
+    atomic_uint_fast64_t calls, other, busy, expired, cancelled;
     atomic_uint_fast64_t by_status[RILL_RPC_STATUS_COUNT];
-    atomic_uint_fast64_t hist[RILL__RPC_HIST_BUCKETS];
+    struct rill__rpc_hist lat;
 };
 
 struct rill__rpc_method {

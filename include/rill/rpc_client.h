@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "rill/rpc_frame.h"
+#include "rill/rpc_status.h"
 
 struct rill_buf;
 struct rill_channel;
@@ -138,5 +139,31 @@ struct rill_channel *rill_rpc_call_channel(const struct rill_rpc_call *c);
 /* Thread: loop thread only. Calls in flight on @ch's client handler (0
  * when it has none). */
 size_t rill_rpc_client_in_flight(struct rill_channel *ch);
+
+/* ---- metrics ---- */
+
+/* One client handler's (one channel's) calls since it was added; started =
+ * completed + in_flight. Latency runs on the loop's clock (cached per loop
+ * iteration) from the handler taking the call to its end, whatever the
+ * outcome; the histogram is the server's (rpc_server.h). */
+struct rill_rpc_client_stats {
+    uint64_t started;                          /* calls the handler took */
+    uint64_t completed;                        /* calls that ended, any outcome */
+    uint64_t by_status[RILL_RPC_STATUS_COUNT]; /* ends per rill status (local ones
+                                                  too: DEADLINE_EXCEEDED, ...) */
+    uint64_t other_status;                     /* application statuses */
+    uint64_t errors;                           /* ends that were not OK */
+    uint64_t in_flight;                        /* sent, not ended */
+    uint64_t p50_ns, p99_ns, max_ns;           /* latency; percentiles are bucket
+                                                  upper bounds (at most 25% high) */
+    uint64_t bytes_in, bytes_out;              /* on the wire, as counted by the
+                                                  channel's rpc codec (frames and
+                                                  preamble; 0 without a codec) */
+};
+
+/* Thread: loop thread only (run a task on the channel's loop to read them
+ * from elsewhere). A snapshot of @ch's client handler. Returns 0, or
+ * -ENOENT when @ch has no client handler (the stats go with the handler). */
+int rill_rpc_client_stats(struct rill_channel *ch, struct rill_rpc_client_stats *out);
 
 #endif /* RILL_RPC_CLIENT_H */

@@ -393,3 +393,93 @@ Test(rpc_client, size_check_counts_names_only_when_sent)
     rill_rpc_call_release(c);
     rill_embedded_free(e);
 }
+
+/* Answer the next request written by @e with @status after @wait_ns. */
+static void answer_next(struct rill_embedded *e, uint64_t wait_ns, int status)
+{
+    struct rill_rpc_frame *f = sent(e);
+    cr_assert_eq(f->type, RILL_RPC_REQUEST);
+    rill_embedded_advance_clock(e, wait_ns);
+    respond(e, f->id, status, status ? "no" : NULL, NULL);
+    rill_rpc_frame_release(f);
+}
+
+Test(rpc_client, stats_count_calls_by_outcome)
+{
+    struct rill_embedded *e = client(NULL);
+    struct rill_channel *ch = rill_embedded_channel(e);
+    struct rill_rpc_client_stats st;
+    cr_assert_eq(rill_rpc_client_stats(ch, &st), 0);
+    cr_assert_eq(st.started, 0);
+    cr_assert_eq(st.max_ns, 0);
+    struct rill_rpc_call *c[5];
+    c[0] = start(e, "ok", "a", 0);
+    answer_next(e, 2 * RILL_NS_PER_MS, RILL_RPC_OK);
+    c[1] = start(e, "missing", "b", 0);
+    answer_next(e, 4 * RILL_NS_PER_MS, RILL_RPC_NOT_FOUND);
+    c[2] = start(e, "slow", "c", 10 * RILL_NS_PER_MS);
+    rill_rpc_frame_release(sent(e));
+    rill_embedded_advance_clock(e, 10 * RILL_NS_PER_MS);
+    rill_rpc_frame_release(sent(e)); /* its CANCEL */
+    c[3] = start(e, "app", "d", 0);
+    answer_next(e, 0, RILL_RPC_USER + 1);
+    c[4] = start(e, "pending", "e", 0);
+    rill_rpc_frame_release(sent(e));
+    expect_ok(c[0], "");
+    expect_status(c[1], RILL_RPC_NOT_FOUND, "no");
+    expect_status(c[2], RILL_RPC_DEADLINE_EXCEEDED, "deadline");
+    cr_assert_eq(rill_rpc_call_status(c[3]), RILL_RPC_USER + 1);
+
+    cr_assert_eq(rill_rpc_client_stats(ch, &st), 0);
+    cr_assert_eq(st.started, 5);
+    cr_assert_eq(st.completed, 4);
+    cr_assert_eq(st.in_flight, 1);
+    cr_assert_eq(st.by_status[RILL_RPC_OK], 1);
+    cr_assert_eq(st.by_status[RILL_RPC_NOT_FOUND], 1);
+    cr_assert_eq(st.by_status[RILL_RPC_DEADLINE_EXCEEDED], 1);
+    cr_assert_eq(st.other_status, 1);
+    cr_assert_eq(st.errors, 3);
+    /* Latencies on the manual clock: 0, 2, 4 and 10 ms. */
+    cr_assert_eq(st.max_ns, 10 * RILL_NS_PER_MS);
+    cr_assert_eq(st.p99_ns, 10 * RILL_NS_PER_MS, "the slowest, capped at max");
+    cr_assert_geq(st.p50_ns, 2 * RILL_NS_PER_MS);
+    cr_assert_leq(st.p50_ns, 2 * RILL_NS_PER_MS + RILL_NS_PER_MS / 2, "within the 25%% bucket");
+    cr_assert_eq(st.bytes_in, 0, "no codec: no bytes");
+
+    rill_embedded_close(e);
+    expect_status(c[4], RILL_RPC_UNAVAILABLE, "connection closed");
+    for (int i = 0; i < 5; i++)
+        rill_rpc_call_release(c[i]);
+    rill_embedded_free(e);
+
+    struct rill_embedded *bare = NULL;
+    cr_assert_eq(rill_embedded_new(NULL, 0, &bare), 0);
+    cr_assert_eq(rill_rpc_client_stats(rill_embedded_channel(bare), &st), -ENOENT);
+    rill_embedded_free(bare);
+}
+
+Test(rpc_client, stats_count_bytes_through_the_codec)
+{
+    struct rill_embedded *e = coded_client(RILL_RPC_MAX_FRAME_DEFAULT);
+    struct rill_rpc_call *c = start_sized(e, 10);
+    uint32_t len = written_frame_len(e, true);
+    cr_assert_eq(len, 10 + 4 + 6 + 8 + 10);
+    struct rill_rpc_client_stats st;
+    cr_assert_eq(rill_rpc_client_stats(rill_embedded_channel(e), &st), 0);
+    cr_assert_eq(st.bytes_out, RILL_RPC_PREAMBLE_LEN + 4 + len);
+    cr_assert_eq(st.bytes_in, 0);
+    /* RESPONSE for id 1, OK, no message, payload "hi": 4 + 16 bytes. */
+    static const uint8_t resp[] = {
+        0, 0, 0, 16, RILL_RPC_RESPONSE, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 'h', 'i'
+    };
+    cr_assert_eq(rill_rpc_call_id(c), 1);
+    struct rill_buf *b;
+    cr_assert_eq(rill_buf_copy_from(resp, sizeof(resp), &b), 0);
+    rill_embedded_write_inbound(e, &b->msg);
+    expect_ok(c, "hi");
+    cr_assert_eq(rill_rpc_client_stats(rill_embedded_channel(e), &st), 0);
+    cr_assert_eq(st.bytes_in, sizeof(resp));
+    cr_assert_eq(st.by_status[RILL_RPC_OK], 1);
+    rill_rpc_call_release(c);
+    rill_embedded_free(e);
+}
