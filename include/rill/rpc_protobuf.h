@@ -74,14 +74,14 @@ int rill_rpc_pb_serve(struct rill_rpc_server *s, ProtobufCService *svc,
  * -ENOENT when none was registered. */
 int rill_rpc_pb_unserve(struct rill_rpc_server *s, const ProtobufCService *svc);
 
-/* Thread: the thread that holds the closure. Answer the call behind
+/* Thread: any, once, by whoever holds the closure. Answer the call behind
  * @closure_data (what the method received) with @status (not OK) and
  * @msg (copied, may be NULL) instead of calling the closure. Consumes the
  * closure: don't call it afterwards. Returns 0, or -EINVAL for a status of
  * 0 or over 65535 (the call is answered INTERNAL then). */
 int rill_rpc_pb_fail(void *closure_data, int status, const char *msg);
 
-/* Thread: the thread that holds the closure. The rill call behind
+/* Thread: any, while the closure is held. The rill call behind
  * @closure_data (metadata, deadline, cancellation; rpc_server.h), borrowed
  * until the closure is called or rill_rpc_pb_fail. */
 struct rill_rpc_server_call *rill_rpc_pb_server_call(void *closure_data);
@@ -103,11 +103,13 @@ void rill_rpc_pb_client_opts_init(struct rill_rpc_pb_client_opts *o);
  * it (generated descriptors are static). @o may be NULL (defaults) and is
  * copied. Returns 0 and the stub in *@out (free it with
  * protobuf_c_service_destroy, from any thread; calls in flight still end
- * and run their closures), or -EINVAL (bad descriptor), -ENOMEM. */
+ * and run their closures), or -EINVAL (bad descriptor), -ENOMEM. The
+ * stub's invoke (the generated helpers) may be called from any thread;
+ * a blocking stub's from any thread but @ch's loop. */
 int rill_rpc_pb_client_new(struct rill_channel *ch, const ProtobufCServiceDescriptor *desc,
                            const struct rill_rpc_pb_client_opts *o, ProtobufCService **out);
 
-/* Thread: inside a client closure only (anywhere else: OK / NULL). The
+/* Thread: any; meaningful inside a client closure (elsewhere: OK / NULL). The
  * status of the call whose closure runs (rpc_status.h; RILL_RPC_OK when it
  * got a response) and its message (borrowed, valid until the closure
  * returns, NULL when none). Failures before or after the wire have their
