@@ -368,7 +368,7 @@ static __attribute__((noinline)) void *alloc_large(size_t size, size_t *usable)
     return p;
 }
 
-void *rill_alloc(size_t size, size_t *usable)
+static inline void *alloc_block(size_t size, size_t *usable)
 {
     if (RILL_UNLIKELY(size > RILL_ALLOC_MAX_POOLED))
         return alloc_large(size, usable);
@@ -388,6 +388,13 @@ void *rill_alloc(size_t size, size_t *usable)
         }
     }
     return alloc_slow(c, usable);
+}
+
+void *rill_alloc(size_t size, size_t *usable)
+{
+    void *p = alloc_block(size, usable);
+    rill__tsan_alloc(p);
+    return p;
 }
 
 /* ---- free ---- */
@@ -447,6 +454,7 @@ void rill_free(void *p, size_t size)
 {
     if (RILL_UNLIKELY(p == NULL))
         return;
+    rill__tsan_free(p);
 #if RILL_DEBUG
     if (RILL_UNLIKELY(!rill__alloc_owns(p)))
         RILL_PANIC("rill_free(%p, %zu): not memory from rill_alloc", p, size);

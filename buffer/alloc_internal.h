@@ -26,6 +26,28 @@
 #define rill__unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
+/* ThreadSanitizer does not see the synchronisation inside jemalloc (not
+ * instrumented) or the per-thread caches' hand-offs through the arena, so a
+ * block freed on one thread and reused on another looks like a race between
+ * the old owner's accesses and the new owner's. A release at free and an
+ * acquire at allocation, on the block's address, give it the edge. */
+#if defined(__SANITIZE_THREAD__)
+#define RILL__TSAN_ALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RILL__TSAN_ALLOC 1
+#endif
+#endif
+#ifdef RILL__TSAN_ALLOC
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define rill__tsan_alloc(p) ((p) ? __tsan_acquire(p) : (void)0)
+#define rill__tsan_free(p)  __tsan_release(p)
+#else
+#define rill__tsan_alloc(p) ((void)(p))
+#define rill__tsan_free(p)  ((void)(p))
+#endif
+
 /* The index of rill's jemalloc arena, created on first use. Returns 0 or a
  * -errno from arena creation (retried on the next call). */
 int rill__alloc_arena(unsigned *arena);

@@ -23,9 +23,12 @@
 /* Indices must fit ssize_t (index_of and find return them). */
 #define RILL__BUF_MAX_CAP ((size_t)SSIZE_MAX)
 
+/* Acquire: "count is 1, so nobody else sees these bytes" must order this
+ * thread's next writes after the other owners' accesses, which their release
+ * (acq_rel decrement) published. A plain load on x86 either way. */
 static inline unsigned rill__buf_refcnt(const struct rill_buf *b)
 {
-    return atomic_load_explicit((atomic_uint *)&b->msg._refcnt, memory_order_relaxed);
+    return atomic_load_explicit((atomic_uint *)&b->msg._refcnt, memory_order_acquire);
 }
 
 _Noreturn void rill__buf_panic_released(const struct rill_buf *b, const char *fn);

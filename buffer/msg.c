@@ -71,7 +71,8 @@ bool rill_msg_release(struct rill_msg *m)
 
 unsigned rill_msg_refcnt(const struct rill_msg *m)
 {
-    return atomic_load_explicit(&((struct rill_msg *)m)->_refcnt, memory_order_relaxed);
+    /* Acquire, for callers that decide "sole owner" from it (see buf_internal.h). */
+    return atomic_load_explicit(&((struct rill_msg *)m)->_refcnt, memory_order_acquire);
 }
 
 void rill_msg_touch_at(struct rill_msg *m, const char *hint, const char *file, int line)
