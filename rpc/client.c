@@ -1,7 +1,14 @@
 /* The RPC client handler: request ids, a loop-local table of calls in
  * flight, deadlines on loop timers, cancel frames, and failing every call
  * when the connection goes. Calls from other threads hop to the loop as
- * tasks embedded in the call (no allocation per hop). */
+ * tasks embedded in the call (no allocation per hop).
+ *
+ * Flushes are consolidated per read batch, as on the server: frames
+ * written while the handler is inside a read batch (calls started from
+ * completions of the responses it read, PONGs) are flushed once at
+ * read_complete; frames written outside one (calls from other threads or
+ * timers, CANCELs from deadlines) flush at once. A close, an exception or
+ * the handler's removal inside a batch flushes first. */
 #include "rill/rpc_client.h"
 
 #include <errno.h>
@@ -51,6 +58,7 @@ struct client {
     uint32_t nbuckets, count;
     uint64_t next_id;
     bool closed;
+    bool in_batch, flush_pending; /* inside a read batch; a write there awaits its flush */
     int goaway_status;
     char goaway_msg[160];
     /* Metrics, loop-only (the histogram's atomics are not needed here). */
@@ -237,6 +245,25 @@ static void complete(struct client *cl, struct rill_rpc_call *c, int status, con
     }
 }
 
+/* Write @msg: flushed at once, or at the end of the running read batch. */
+static void client_write(struct client *cl, struct rill_msg *msg)
+{
+    if (cl->in_batch) {
+        cl->flush_pending = true;
+        rill_ctx_write(cl->ctx, msg, NULL);
+    } else {
+        rill_ctx_write_and_flush(cl->ctx, msg, NULL);
+    }
+}
+
+static void client_flush_pending(struct client *cl)
+{
+    if (cl->flush_pending) {
+        cl->flush_pending = false;
+        rill_ctx_flush(cl->ctx);
+    }
+}
+
 static void fail_now(struct client *cl, struct rill_rpc_call *c, int status, const char *msg)
 {
     complete(cl, c, status, msg, NULL);
@@ -246,7 +273,7 @@ static void send_cancel(struct client *cl, uint64_t id)
 {
     struct rill_rpc_frame *f;
     if (!cl->closed && rill_rpc_frame_new(RILL_RPC_CANCEL, id, &f) == 0)
-        rill_ctx_write_and_flush(cl->ctx, &f->msg, NULL);
+        client_write(cl, &f->msg);
 }
 
 static void fail_all(struct client *cl, int status, const char *msg)
@@ -325,7 +352,7 @@ static void start_on_loop(void *arg)
         c->timer = NULL; /* the loop is terminating: the connection goes with it */
     struct rill_rpc_frame *f = c->req;
     c->req = NULL;
-    rill_ctx_write_and_flush(cl->ctx, &f->msg, NULL);
+    client_write(cl, &f->msg);
 }
 
 static void cancel_on_loop(void *arg)
@@ -470,6 +497,10 @@ static const char *closed_msg(struct client *cl)
 static void client_removed(struct rill_ctx *ctx)
 {
     struct client *cl = rill_ctx_state(ctx);
+    /* Removed inside a batch: its read_complete will not come here. */
+    cl->in_batch = false;
+    if (!cl->closed)
+        client_flush_pending(cl);
     bool was_closed = cl->closed;
     cl->closed = true;
     fail_all(cl, was_closed && cl->goaway_status ? cl->goaway_status : RILL_RPC_UNAVAILABLE,
@@ -485,6 +516,7 @@ static void client_removed(struct rill_ctx *ctx)
 static void client_inactive(struct rill_ctx *ctx)
 {
     struct client *cl = rill_ctx_state(ctx);
+    cl->in_batch = cl->flush_pending = false;
     cl->closed = true;
     fail_all(cl, cl->goaway_status ? cl->goaway_status : RILL_RPC_UNAVAILABLE, closed_msg(cl));
     rill_ctx_fire_inactive(ctx);
@@ -493,6 +525,7 @@ static void client_inactive(struct rill_ctx *ctx)
 static void client_read(struct rill_ctx *ctx, struct rill_msg *msg)
 {
     struct client *cl = rill_ctx_state(ctx);
+    cl->in_batch = true;
     struct rill_rpc_frame *f = rill_rpc_frame_from_msg(msg);
     if (!f) {
         rill_ctx_fire_read(ctx, msg);
@@ -516,13 +549,13 @@ static void client_read(struct rill_ctx *ctx, struct rill_msg *msg)
         cl->closed = true;
         fail_all(cl, cl->goaway_status, cl->goaway_msg);
         rill_rpc_frame_release(f);
-        rill_channel_close(rill_ctx_channel(ctx), NULL);
+        rill_channel_close(rill_ctx_channel(ctx), NULL); /* through client_close */
         return;
     case RILL_RPC_PING: {
         struct rill_rpc_frame *pong;
         if (rill_rpc_frame_new(RILL_RPC_PONG, f->id, &pong) == 0) {
             rill_rpc_frame_set_payload(pong, rill_rpc_frame_take_payload(f));
-            rill_ctx_write_and_flush(ctx, &pong->msg, NULL);
+            client_write(cl, &pong->msg);
         }
         rill_rpc_frame_release(f);
         return;
@@ -533,13 +566,46 @@ static void client_read(struct rill_ctx *ctx, struct rill_msg *msg)
     }
 }
 
+/* The end of a read batch: one flush for every frame it wrote, before the
+ * handlers after this one hear of it (what they write goes out by itself). */
+static void client_read_complete(struct rill_ctx *ctx)
+{
+    struct client *cl = rill_ctx_state(ctx);
+    cl->in_batch = false;
+    client_flush_pending(cl);
+    rill_ctx_fire_read_complete(ctx);
+}
+
+/* A close would fail what is written but not flushed: flush it first. */
+static void client_close(struct rill_ctx *ctx, struct rill_promise *p)
+{
+    client_flush_pending(rill_ctx_state(ctx));
+    rill_ctx_close(ctx, p);
+}
+
+static void client_disconnect(struct rill_ctx *ctx, struct rill_promise *p)
+{
+    client_flush_pending(rill_ctx_state(ctx));
+    rill_ctx_disconnect(ctx, p);
+}
+
+static void client_exception(struct rill_ctx *ctx, int err, const char *why)
+{
+    client_flush_pending(rill_ctx_state(ctx));
+    rill_ctx_fire_exception(ctx, err, why);
+}
+
 const struct rill_handler rill_rpc_client_handler = {
     .name = "rpc-client",
     .ctx_size = sizeof(struct client),
     .added = client_added,
     .removed = client_removed,
     .read = client_read,
+    .read_complete = client_read_complete,
+    .exception = client_exception,
     .inactive = client_inactive,
+    .disconnect = client_disconnect,
+    .close = client_close,
 };
 
 int rill_rpc_client_install(struct rill_pipeline *pl, const struct rill_rpc_codec_opts *codec,

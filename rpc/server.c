@@ -2,7 +2,15 @@
  * request dispatch (inline on the loop or through the bounded call queue
  * to the handler threads), cancel marking, answers from any thread sent
  * back through the connection's loop, and responses for closed
- * connections dropped. */
+ * connections dropped.
+ *
+ * Flushes are consolidated per read batch (Netty's
+ * FlushConsolidationHandler, done here): a frame written between the first
+ * read and read_complete is only written, and read_complete flushes once,
+ * so N pipelined requests answered inline leave in one send. Frames written
+ * outside a batch (answers arriving from handler threads as tasks, idle
+ * GOAWAYs) flush at once. A close, an exception or the handler's removal
+ * inside a batch flushes first, so nothing written waits. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +37,7 @@ struct conn {
     /* Loop-only below. */
     struct rill_ctx *ctx; /* NULL once closed */
     bool counted, refused;
+    bool in_batch, flush_pending;          /* inside a read batch; a write there awaits its flush */
     struct rill_rpc_server_call **buckets; /* calls in flight by id */
     uint32_t nbuckets, count;
     struct rill_timer *idle;
@@ -219,6 +228,28 @@ static void touch(struct conn *c)
     c->last_active = rill_loop_now(c->loop);
 }
 
+/* Write @msg from the connection's context: flushed at once, or at the end
+ * of the read batch it was written in. */
+static void conn_write(struct conn *c, struct rill_msg *msg)
+{
+    if (c->in_batch) {
+        c->flush_pending = true;
+        rill_ctx_write(c->ctx, msg, NULL);
+    } else {
+        rill_ctx_write_and_flush(c->ctx, msg, NULL);
+    }
+}
+
+/* Flush what the running read batch wrote, if anything. */
+static void conn_flush_pending(struct conn *c)
+{
+    if (c->flush_pending) {
+        c->flush_pending = false;
+        if (c->ctx)
+            rill_ctx_flush(c->ctx);
+    }
+}
+
 /* Write a response for request @id from the connection's context. */
 static void send_response(struct conn *c, uint64_t id, int status, const char *msg,
                           struct rill_buf *payload, struct rill_rpc_frame *md_from)
@@ -246,7 +277,7 @@ static void send_response(struct conn *c, uint64_t id, int status, const char *m
         rill_rpc_frame_set_status(f, RILL_RPC_RESOURCE_EXHAUSTED, why);
     }
     touch(c);
-    rill_ctx_write_and_flush(c->ctx, &f->msg, NULL);
+    conn_write(c, &f->msg);
 }
 
 /* On the connection's loop: the call has its answer. */
@@ -527,6 +558,7 @@ static void server_read(struct rill_ctx *ctx, struct rill_msg *msg)
         rill_msg_release(msg);
         return;
     }
+    c->in_batch = true;
     struct rill_rpc_preamble *p = rill_rpc_preamble_from_msg(msg);
     if (p) {
         touch(c);
@@ -551,17 +583,55 @@ static void server_read(struct rill_ctx *ctx, struct rill_msg *msg)
         struct rill_rpc_frame *pong;
         if (rill_rpc_frame_new(RILL_RPC_PONG, f->id, &pong) == 0) {
             rill_rpc_frame_set_payload(pong, rill_rpc_frame_take_payload(f));
-            rill_ctx_write_and_flush(ctx, &pong->msg, NULL);
+            conn_write(c, &pong->msg);
         }
         break;
     }
     case RILL_RPC_GOAWAY:
-        rill_channel_close(c->ch, NULL);
+        rill_channel_close(c->ch, NULL); /* through server_close: flushes first */
         break;
     default: /* RESPONSE, PONG: nothing a server waits for */
         break;
     }
     rill_rpc_frame_release(f);
+}
+
+/* The end of a read batch: one flush for every frame it wrote, before the
+ * handlers after this one hear of it (what they write goes out by itself). */
+static void server_read_complete(struct rill_ctx *ctx)
+{
+    struct conn *c = ((struct server_ctx *)rill_ctx_state(ctx))->c;
+    if (c) {
+        c->in_batch = false;
+        conn_flush_pending(c);
+    }
+    rill_ctx_fire_read_complete(ctx);
+}
+
+/* A close (from any handler or rill_channel_close, a GOAWAY received or a
+ * decoder failure) would fail what is written but not flushed: flush it. */
+static void server_close(struct rill_ctx *ctx, struct rill_promise *p)
+{
+    struct conn *c = ((struct server_ctx *)rill_ctx_state(ctx))->c;
+    if (c)
+        conn_flush_pending(c);
+    rill_ctx_close(ctx, p);
+}
+
+static void server_disconnect(struct rill_ctx *ctx, struct rill_promise *p)
+{
+    struct conn *c = ((struct server_ctx *)rill_ctx_state(ctx))->c;
+    if (c)
+        conn_flush_pending(c);
+    rill_ctx_disconnect(ctx, p);
+}
+
+static void server_exception(struct rill_ctx *ctx, int err, const char *why)
+{
+    struct conn *c = ((struct server_ctx *)rill_ctx_state(ctx))->c;
+    if (c)
+        conn_flush_pending(c);
+    rill_ctx_fire_exception(ctx, err, why);
 }
 
 static int server_added(struct rill_ctx *ctx)
@@ -652,7 +722,9 @@ static void server_active(struct rill_ctx *ctx)
 
 static void server_inactive(struct rill_ctx *ctx)
 {
-    conn_closed(((struct server_ctx *)rill_ctx_state(ctx))->c);
+    struct conn *c = ((struct server_ctx *)rill_ctx_state(ctx))->c;
+    c->in_batch = c->flush_pending = false;
+    conn_closed(c);
     rill_ctx_fire_inactive(ctx);
 }
 
@@ -661,6 +733,9 @@ static void server_removed(struct rill_ctx *ctx)
     struct server_ctx *sc = rill_ctx_state(ctx);
     if (!sc->c)
         return;
+    /* Removed inside a batch: its read_complete will not come here. */
+    sc->c->in_batch = false;
+    conn_flush_pending(sc->c);
     conn_closed(sc->c);
     conn_release(sc->c);
     sc->c = NULL;
@@ -673,7 +748,11 @@ const struct rill_handler rill_rpc_server_handler = {
     .removed = server_removed,
     .active = server_active,
     .read = server_read,
+    .read_complete = server_read_complete,
+    .exception = server_exception,
     .inactive = server_inactive,
+    .disconnect = server_disconnect,
+    .close = server_close,
 };
 
 /* ---- bytes on the wire ---- */

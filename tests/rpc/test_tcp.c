@@ -1,7 +1,9 @@
 /* RPC over loopback TCP: 10,000 concurrent calls on one connection,
  * non-rill peers (HTTP, bad magic, oversize frame) refused with a clear
- * answer while a healthy connection goes on, and live (un)registration
- * under load. Every loop is bounded in count and time.
+ * answer while a healthy connection goes on, live (un)registration under
+ * load, and flushes consolidated per read batch (pipelined requests read at
+ * once are answered with one flush; pool answers still go out at once).
+ * Every loop is bounded in count and time.
  *
  * rill-test-labels: threaded
  */
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "rill/addr.h"
+#include "rill/clock.h"
 #include "rill/rpc_client.h"
 #include "rill/rpc_server.h"
 #include "tests/rpc/rpc_test.h"
@@ -21,16 +24,52 @@
 
 TestSuite(rpc_tcp, .timeout = 60, .fini = rill_test_no_leaks);
 
+/* What a counting stage next to the transport saw (written on the
+ * server's loop, read by the test thread). */
+struct counts {
+    atomic_uint writes, flushes, batches;
+};
+
 struct world {
     struct rill_loop_group *boss, *workers;
     struct rill_rpc_server *rs;
     struct rill_server *srv;
     char uri[RILL_ADDR_STRLEN];
+    struct counts *counts; /* set: the counting stage goes before the codec */
+};
+
+static void count_write(struct rill_ctx *ctx, struct rill_msg *msg, struct rill_promise *p)
+{
+    atomic_fetch_add(&((struct counts *)rill_ctx_arg(ctx))->writes, 1);
+    rill_ctx_write(ctx, msg, p);
+}
+
+static void count_flush(struct rill_ctx *ctx)
+{
+    atomic_fetch_add(&((struct counts *)rill_ctx_arg(ctx))->flushes, 1);
+    rill_ctx_flush(ctx);
+}
+
+static void count_read_complete(struct rill_ctx *ctx)
+{
+    atomic_fetch_add(&((struct counts *)rill_ctx_arg(ctx))->batches, 1);
+    rill_ctx_fire_read_complete(ctx);
+}
+
+static const struct rill_handler count_handler = {
+    .name = "count",
+    .write = count_write,
+    .flush = count_flush,
+    .read_complete = count_read_complete,
 };
 
 static int child_init(struct rill_channel *ch, void *arg)
 {
-    return rill_rpc_server_install(arg, rill_channel_pipeline(ch));
+    struct world *w = arg;
+    int rc = rill_rpc_server_install(w->rs, rill_channel_pipeline(ch));
+    if (rc == 0 && w->counts)
+        rc = rill_pipeline_add_first(rill_channel_pipeline(ch), "count", &count_handler, w->counts);
+    return rc;
 }
 
 static int client_init(struct rill_channel *ch, void *arg)
@@ -44,8 +83,9 @@ static void m_echo(struct rill_rpc_server_call *c, void *arg)
     rill_rpc_server_call_reply(c, p ? rill_buf_retain(p) : NULL);
 }
 
-static void world_up(struct world *w, size_t max_frame)
+static void world_up_counted(struct world *w, size_t max_frame, struct counts *counts)
 {
+    w->counts = counts;
     w->boss = tx_group("boss", 1);
     w->workers = tx_group("work", 2);
     struct rill_rpc_server_opts o;
@@ -62,10 +102,15 @@ static void world_up(struct world *w, size_t max_frame)
     so.boss = w->boss;
     so.workers = w->workers;
     so.child_init = child_init;
-    so.child_arg = w->rs;
+    so.child_arg = w;
     cr_assert_eq(rill_server_bind(&so, "tcp://127.0.0.1:0", &w->srv), 0);
     cr_assert_eq(rill_promise_wait(rill_server_bound(w->srv), TX_WAIT_NS), 0);
     tx_server_uri(w->srv, w->uri, sizeof(w->uri));
+}
+
+static void world_up(struct world *w, size_t max_frame)
+{
+    world_up_counted(w, max_frame, NULL);
 }
 
 static void world_down(struct world *w)
@@ -288,4 +333,120 @@ Test(rpc_tcp, server_free_sends_goaway_to_open_connections)
     tx_server_free(w.srv, true);
     tx_group_free(w.workers);
     tx_group_free(w.boss);
+}
+
+/* A raw connection to the server (receive timeout 10 s). */
+static int raw_connect(struct world *w)
+{
+    const struct rill_addr *a = rill_server_local_addr(w->srv);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(rill_addr_port(a)) };
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+/* The bytes of the preamble (when @preamble) and requests ids @first ..
+ * @first + @n - 1 for @method, payload "x", as a rill client sends them. */
+static uint8_t *encode_requests(struct rill_embedded *enc, uint64_t first, int n,
+                                const char *method, size_t *len)
+{
+    for (int i = 0; i < n; i++) {
+        struct rill_rpc_frame *f;
+        cr_assert_eq(rill_rpc_frame_new(RILL_RPC_REQUEST, first + (uint64_t)i, &f), 0);
+        cr_assert_eq(rill_rpc_frame_set_names(f, "t", method), 0);
+        rill_rpc_frame_set_payload(f, rt_buf("x"));
+        cr_assert_geq(rill_embedded_write_outbound(enc, &f->msg), 0);
+    }
+    uint8_t *bytes = NULL;
+    *len = 0;
+    rt_drain_bytes(enc, &bytes, len);
+    return bytes;
+}
+
+/* Read from @fd into the response decoder @dec until @n responses with
+ * status OK have come (or the read times out). Returns how many came. */
+static int read_responses(int fd, struct rill_embedded *dec, int n)
+{
+    int got = 0;
+    while (got < n) {
+        uint8_t in[4096];
+        ssize_t r = read(fd, in, sizeof(in));
+        if (r <= 0)
+            break;
+        struct rill_buf *b;
+        cr_assert_eq(rill_buf_copy_from(in, (size_t)r, &b), 0);
+        rill_embedded_write_inbound(dec, &b->msg);
+        struct rill_msg *m;
+        while ((m = rill_embedded_read_inbound(dec)) != NULL) {
+            struct rill_rpc_frame *f = rill_rpc_frame_from_msg(m);
+            cr_assert_not_null(f);
+            cr_assert_eq(f->type, RILL_RPC_RESPONSE);
+            cr_assert_eq(f->status, RILL_RPC_OK, "%s", f->status_msg ? f->status_msg : "");
+            got++;
+            rill_msg_release(m);
+        }
+    }
+    return got;
+}
+
+Test(rpc_tcp, pipelined_requests_read_at_once_are_answered_with_one_flush)
+{
+    struct world w;
+    struct counts counts = { 0 };
+    world_up_counted(&w, 0, &counts);
+    int fd = raw_connect(&w);
+    struct rill_embedded *enc = rt_codec(RILL_RPC_ROLE_CLIENT, NULL);
+    struct rill_embedded *dec = rt_codec(RILL_RPC_ROLE_CLIENT, NULL);
+
+    /* 50 inline requests in one send (about 1 KB: one read on loopback). */
+    enum { N = 50 };
+    size_t len;
+    uint8_t *bytes = encode_requests(enc, 1, N, "echo", &len);
+    cr_assert_eq(write(fd, bytes, len), (ssize_t)len);
+    free(bytes);
+    cr_assert_eq(read_responses(fd, dec, N), N);
+    unsigned writes = atomic_load(&counts.writes), flushes = atomic_load(&counts.flushes);
+    unsigned batches = atomic_load(&counts.batches);
+    cr_assert_eq(writes, N, "one write per answer");
+    cr_assert_geq(batches, 1);
+    cr_assert_leq(flushes, batches, "%u flushes for %u read batches", flushes, batches);
+    cr_assert_leq(flushes, 2, "%u flushes for %d answers", flushes, N);
+
+    /* A pool answer arrives as a task after its batch ended: it is flushed
+     * at once, not left for a read that may never come. */
+    bytes = encode_requests(enc, N + 1, 1, "pecho", &len);
+    cr_assert_eq(write(fd, bytes, len), (ssize_t)len);
+    free(bytes);
+    uint64_t t0 = rill_clock_now_ns();
+    cr_assert_eq(read_responses(fd, dec, 1), 1, "the pool answer came");
+    cr_assert_lt(rill_clock_now_ns() - t0, 5 * RILL_NS_PER_S);
+    cr_assert_eq(atomic_load(&counts.writes), N + 1);
+    cr_assert_eq(atomic_load(&counts.flushes), flushes + 1, "flushed on its own");
+
+    /* Mixed: inline answers flushed with their batch, pool answers alone;
+     * every one arrives. */
+    bytes = encode_requests(enc, N + 2, N, "echo", &len);
+    uint8_t *more;
+    size_t more_len;
+    more = encode_requests(enc, 2 * N + 2, N, "pecho", &more_len);
+    bytes = realloc(bytes, len + more_len);
+    memcpy(bytes + len, more, more_len);
+    free(more);
+    cr_assert_eq(write(fd, bytes, len + more_len), (ssize_t)(len + more_len));
+    free(bytes);
+    cr_assert_eq(read_responses(fd, dec, 2 * N), 2 * N);
+
+    close(fd);
+    cr_assert_eq(rill_embedded_finish(enc, NULL), 0);
+    rill_embedded_free(enc);
+    uint8_t *sent = NULL;
+    size_t sent_len = 0;
+    rt_drain_bytes(dec, &sent, &sent_len); /* its own preamble */
+    free(sent);
+    rill_embedded_free(dec);
+    world_down(&w);
 }
