@@ -4,9 +4,7 @@
  *   bench.Echo/Say  the protobuf-c service from echo.proto (rpc_protobuf.h)
  * Prints "ready port=N"; runs until SIGTERM/SIGINT.
  *
- *   rill_rpc_echo_server [port] [--batch-flush]
- *
- * --batch-flush adds flush_batch.h's stage: one send per read batch. */
+ *   rill_rpc_echo_server [port] */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +12,6 @@
 #include <unistd.h>
 
 #include "echo.pb-c.h"
-#include "flush_batch.h"
 #include "rill/addr.h"
 #include "rill/bootstrap.h"
 #include "rill/buf.h"
@@ -49,26 +46,14 @@ static void pb_say(Bench__Echo_Service *svc, const Bench__Msg *in, Bench__Msg_Cl
 #define echo_say pb_say
 static Bench__Echo_Service echo_impl = BENCH__ECHO__INIT(echo_);
 
-static bool batch_flush;
-
 static int child_init(struct rill_channel *ch, void *arg)
 {
-    int rc = rill_rpc_server_install(arg, rill_channel_pipeline(ch));
-    if (rc == 0 && batch_flush)
-        rc = rill_pipeline_add_first(rill_channel_pipeline(ch), "flush-batch", &flush_batch_handler,
-                                     NULL);
-    return rc;
+    return rill_rpc_server_install(arg, rill_channel_pipeline(ch));
 }
 
 int main(int argc, char **argv)
 {
-    int port = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--batch-flush"))
-            batch_flush = true;
-        else
-            port = atoi(argv[i]);
-    }
+    int port = argc > 1 ? atoi(argv[1]) : 0;
     struct rill_loop_group_opts go;
     rill_loop_group_opts_init(&go);
     go.nloops = 1;

@@ -5,11 +5,10 @@
  * server's CPU time per call (/proc/PID/stat).
  *
  *   rill_rpc_load --port N [--payload B] [--depth D] [--seconds S]
- *                 [--warmup S] [--server-pid PID] [--pb] [--batch-flush]
+ *                 [--warmup S] [--server-pid PID] [--pb]
  *
  * Default: raw payload calls (bench.Raw/Say). --pb: the protobuf-c stub
- * (bench.Echo/Say through bench__echo__say on an rpc_protobuf.h client).
- * --batch-flush adds flush_batch.h's stage: one send per read batch. */
+ * (bench.Echo/Say through bench__echo__say on an rpc_protobuf.h client). */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,7 +17,6 @@
 
 #include "bench_common.h"
 #include "echo.pb-c.h"
-#include "flush_batch.h"
 #include "rill/bootstrap.h"
 #include "rill/buf.h"
 #include "rill/channel.h"
@@ -139,23 +137,19 @@ static void start_all(void *arg)
 
 static int client_init(struct rill_channel *ch, void *arg)
 {
-    int rc = rill_rpc_client_install(rill_channel_pipeline(ch), NULL, NULL);
-    if (rc == 0 && *(bool *)arg)
-        rc = rill_pipeline_add_first(rill_channel_pipeline(ch), "flush-batch", &flush_batch_handler,
-                                     NULL);
-    return rc;
+    return rill_rpc_client_install(rill_channel_pipeline(ch), NULL, NULL);
 }
 
 int main(int argc, char **argv)
 {
     struct load l = { .depth = 1, .len = 64 };
     int port = 0;
-    bool pb = false, batch_flush = false;
+    bool pb = false;
     double seconds = 5, warmup = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(a, "--pb") || !strcmp(a, "--batch-flush")) {
-            *(a[2] == 'p' ? &pb : &batch_flush) = true;
+        if (!strcmp(a, "--pb")) {
+            pb = true;
             continue;
         }
         i++;
@@ -191,7 +185,6 @@ int main(int argc, char **argv)
     rill_client_opts_init(&co);
     co.group = g;
     co.init = client_init;
-    co.arg = &batch_flush;
     char uri[64];
     snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
     struct rill_promise *f;

@@ -9,7 +9,7 @@
 #     -t, --duration S   measured seconds per cell (default 5)
 #     -w, --warmup S     unmeasured seconds before each cell (default 1)
 #     -q, --quick        smoke test: 1 round, 1 s cells, 0.3 s warm-up
-#         --peers LIST   subset of grpc,rill,rill-pb,rill+batch (default: all)
+#         --peers LIST   subset of grpc,rill,rill-pb (default: all)
 #         --cells LIST   subset of 64x1,64x50,16384x1,16384x50 (payload x calls in flight)
 #         --cpu N        the CPU both processes are pinned to (default 0)
 #         --out DIR      where results go (default build dir/bench/rpc/results/<time>)
@@ -23,7 +23,8 @@
 #   grpc        grpc_echo_server / grpc_echo_client (C++, completion queues)
 #   rill        rill_rpc_echo_server / rill_rpc_load: raw payload calls
 #   rill-pb     the same over the protobuf-c stubs (rpc_protobuf.h), bench.Echo/Say
-#   rill+batch  raw calls with flush_batch.h on both sides (one send per read batch)
+# (The rpc handlers flush once per read batch themselves, so the former
+# rill+batch peer, a flush-consolidating stage in front, is gone.)
 #
 # Output: a Markdown table on stdout (also DIR/summary.md), every result line
 # in DIR/results.txt, logs in DIR/logs. Exit status 1 when a cell failed or
@@ -37,7 +38,7 @@ bin=$build/bench/rpc
 gbin=$bin/grpc
 
 rounds=3 duration=5 warmup=1 cpu=0 do_build=1 out="" profile=""
-peers="grpc,rill,rill-pb,rill+batch"
+peers="grpc,rill,rill-pb"
 cells="64x1,64x50,16384x1,16384x50"
 
 while [ $# -gt 0 ]; do
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --no-build) do_build=0 ;;
     --profile) profile=$2; shift ;;
-    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -97,7 +98,6 @@ server_cmd() {
     case $1 in
     grpc) echo "$gbin/grpc_echo_server 0" ;;
     rill | rill-pb) echo "$bin/rill_rpc_echo_server 0" ;;
-    rill+batch) echo "$bin/rill_rpc_echo_server 0 --batch-flush" ;;
     esac
 }
 
@@ -106,7 +106,6 @@ client_cmd() {
     grpc) echo "$gbin/grpc_echo_client" ;;
     rill) echo "$bin/rill_rpc_load" ;;
     rill-pb) echo "$bin/rill_rpc_load --pb" ;;
-    rill+batch) echo "$bin/rill_rpc_load --batch-flush" ;;
     esac
 }
 
@@ -209,7 +208,6 @@ for ((r = 1; r <= rounds; r++)); do
             fi
             cleanup
             server_pid=""
-            line=${line/peer=rill /peer=$peer } # the client names rill+batch "rill"
             [ -n "$line" ] && echo "$line round=$r load=$(cut -d' ' -f1 /proc/loadavg)" >>"$out/results.txt"
             echo "  r$r $cell $peer: ${line#result }" >&2
             line=""
