@@ -6,9 +6,10 @@
  * which goes out in one write when the read batch ends.
  *
  * Otherwise replies go through slots, one per command still waiting, in
- * request order: a command for another loop's shard is posted there as a
- * task (its slot embeds the task: no allocation beyond the slot), runs
- * there, and its reply comes back as a task; replies of local commands made
+ * request order: a command for another loop's shard joins this loop's
+ * batch for that shard, posted as one task at read_complete (or when
+ * full); the shard's loop runs the whole batch and sends it back as one
+ * task, which fills the slots and drains each connection once; replies of local commands made
  * while slots wait collect in one local slot at the tail. When the head
  * slot is done, slots are drained into the reply buffer in order and
  * flushed. Multi-key commands split their keys by shard, run one part per
@@ -51,6 +52,7 @@ struct kv_conn {
     uint64_t id;
     int proto;
     bool closed, quit;
+    bool batched; /* listed by the batch_done running now */
     uint8_t namelen;
     char name[64];
 };
@@ -178,19 +180,6 @@ static void drain(struct kv_conn *c)
     maybe_quit(c);
 }
 
-/* A slot's work ended on its shard's loop: the rest happens here. */
-static void back_home(struct kv_req *r, rill_task_fn *fn)
-{
-    rill_task_init(&r->task, fn, r);
-    if (rill_loop_post(r->conn->home->loop, &r->task) != 0) {
-        /* The connection's loop has ended (shutdown): nobody will read
-         * the reply. Drop what this thread can drop safely. */
-        if (r->reply)
-            rill_buf_release(r->reply);
-        r->reply = NULL;
-    }
-}
-
 static void settle(struct kv_conn *c)
 {
     struct kv_server *s = c->srv;
@@ -200,31 +189,111 @@ static void settle(struct kv_conn *c)
         free(c);
 }
 
-static void remote_done(void *arg)
+/* Single-key commands for another loop's shard travel in batches: one task
+ * there runs them all, then the same task goes back with their replies. */
+#define KV_BATCH 128
+
+struct kv_batch {
+    struct rill_task task;
+    struct kv_shard *from, *to;
+    uint32_t n;
+    struct kv_req *reqs[KV_BATCH];
+};
+
+/* On the origin loop: the replies are in; mark the slots done, then drain
+ * each connection once. */
+static void batch_done(void *arg)
 {
-    struct kv_req *r = arg;
-    r->done = true;
-    settle(r->conn);
+    struct kv_batch *b = arg;
+    struct kv_conn *conns[KV_BATCH];
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct kv_req *r = b->reqs[i];
+        struct kv_conn *c = r->conn;
+        r->done = true;
+        if (!c->batched) {
+            c->batched = true;
+            c->refs++; /* keeps c while its slots are drained */
+            conns[m++] = c;
+        }
+    }
+    atomic_fetch_sub_explicit(&b->from->srv->inflight, b->n, memory_order_relaxed);
+    free(b);
+    for (uint32_t i = 0; i < m; i++) {
+        struct kv_conn *c = conns[i];
+        c->batched = false;
+        drain(c);
+        conn_unref(c);
+    }
 }
 
-static void remote_run(void *arg)
+/* On the target loop: run the commands, send the replies back. */
+static void batch_run(void *arg)
 {
-    struct kv_req *r = arg;
-    if (rill_buf_alloc(64, &r->reply) == 0) {
-        struct kv_exec x = { .sh = r->sh, .out = &r->reply, .proto = r->proto, .h = r->h };
-        r->def->run(&x, r->cmd);
-    } else {
-        r->reply = NULL;
+    struct kv_batch *b = arg;
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct kv_req *r = b->reqs[i];
+        if (rill_buf_alloc(64, &r->reply) == 0) {
+            struct kv_exec x = { .sh = r->sh, .out = &r->reply, .proto = r->proto, .h = r->h };
+            r->def->run(&x, r->cmd);
+        } else {
+            r->reply = NULL;
+        }
+        rill_resp_release(r->cmd);
+        r->cmd = NULL;
     }
-    rill_resp_release(r->cmd);
-    r->cmd = NULL;
-    back_home(r, remote_done);
+    rill_task_init(&b->task, batch_done, b);
+    if (rill_loop_post(b->from->loop, &b->task) != 0) {
+        /* The origin loop has ended (shutdown): nobody will read the
+         * replies. Drop what this thread can drop safely. */
+        for (uint32_t i = 0; i < b->n; i++) {
+            if (b->reqs[i]->reply)
+                rill_buf_release(b->reqs[i]->reply);
+            b->reqs[i]->reply = NULL;
+        }
+        free(b);
+    }
+}
+
+static void batch_post(struct kv_batch *b)
+{
+    b->from->outgoing[b->to->idx] = NULL;
+    rill_task_init(&b->task, batch_run, b);
+    if (rill_loop_post(b->to->loop, &b->task) != 0) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            struct kv_req *r = b->reqs[i];
+            rill_resp_release(r->cmd);
+            r->cmd = NULL;
+            if (rill_buf_alloc(64, &r->reply) == 0)
+                rill_resp_put_error(r->reply, "ERR server is shutting down", 27);
+        }
+        batch_done(b);
+    }
+}
+
+/* Post this loop's collected batches (at read_complete). */
+static void batch_flush(struct kv_shard *home)
+{
+    int n = home->srv->nshards;
+    for (int i = 0; i < n; i++)
+        if (home->outgoing[i])
+            batch_post(home->outgoing[i]);
 }
 
 static void post_remote(struct kv_conn *c, const struct kv_cmd *def, struct rill_resp *cmd,
                         struct kv_shard *sh, uint64_t h)
 {
-    struct kv_req *r = slot_new(c, false);
+    struct kv_batch *b = c->home->outgoing[sh->idx];
+    if (!b) {
+        b = malloc(sizeof(*b));
+        if (b) {
+            b->from = c->home;
+            b->to = sh;
+            b->n = 0;
+            c->home->outgoing[sh->idx] = b;
+        }
+    }
+    struct kv_req *r = b ? slot_new(c, false) : NULL;
     if (!r) {
         rill_resp_release(cmd);
         rill_channel_close(rill_ctx_channel(c->ctx), NULL);
@@ -235,15 +304,9 @@ static void post_remote(struct kv_conn *c, const struct kv_cmd *def, struct rill
     r->sh = sh;
     r->h = h;
     atomic_fetch_add_explicit(&c->srv->inflight, 1, memory_order_relaxed);
-    rill_task_init(&r->task, remote_run, r);
-    if (rill_loop_post(sh->loop, &r->task) != 0) {
-        atomic_fetch_sub_explicit(&c->srv->inflight, 1, memory_order_relaxed);
-        rill_resp_release(cmd);
-        r->cmd = NULL;
-        if (rill_buf_alloc(64, &r->reply) == 0)
-            rill_resp_put_error(r->reply, "ERR server is shutting down", 27);
-        r->done = true;
-    }
+    b->reqs[b->n++] = r;
+    if (b->n == KV_BATCH)
+        batch_post(b);
 }
 
 /* ---- multi-key commands ---- */
@@ -302,7 +365,7 @@ static void gather_part_run(void *arg)
     g->def->part(&gp->p, g->cmd, g->proto);
     rill_task_init(&gp->task, gather_part_done, gp);
     if (rill_loop_post(g->slot->conn->home->loop, &gp->task) != 0 && gp->p.out) {
-        rill_buf_release(gp->p.out); /* shutdown: see back_home */
+        rill_buf_release(gp->p.out); /* shutdown: see batch_run */
         gp->p.out = NULL;
     }
 }
@@ -395,7 +458,10 @@ static void run_multi(struct kv_conn *c, const struct kv_cmd *def, struct rill_r
     g->def = def;
     g->proto = c->proto;
     g->nparts = g->left = nparts;
-    /* Remote parts first, so they start while the local one runs here. */
+    /* Remote parts first, so they start while the local one runs here;
+     * after the batches collected so far, so each shard sees its commands
+     * in request order. */
+    batch_flush(c->home);
     struct kv_gpart *mine = NULL;
     for (int i = 0; i < nparts; i++) {
         struct kv_gpart *gp = &g->parts[i];
@@ -457,6 +523,7 @@ static void kv_removed(struct rill_ctx *ctx)
     atomic_fetch_sub_explicit(&c->srv->clients, 1, memory_order_relaxed);
     c->closed = true;
     c->ctx = NULL;
+    batch_flush(c->home); /* its read batch may end without read_complete */
     /* Local slots hold nothing that needs a loop: drop them with the
      * done ones at the head; remote ones come back and are dropped then. */
     drain(c);
@@ -525,6 +592,14 @@ static void kv_read(struct rill_ctx *ctx, struct rill_msg *msg)
     maybe_quit(c);
 }
 
+static void kv_read_complete(struct rill_ctx *ctx)
+{
+    struct kv_conn *c = *(struct kv_conn **)rill_ctx_state(ctx);
+    if (c)
+        batch_flush(c->home);
+    rill_ctx_fire_read_complete(ctx);
+}
+
 /* Bad input: the codec has sent Redis's "-ERR Protocol error" reply and
  * closes the connection; nothing to add, so it is not logged as a fault. */
 static void kv_exception(struct rill_ctx *ctx, int err, const char *why)
@@ -539,5 +614,6 @@ const struct rill_handler kv_handler = {
     .added = kv_added,
     .removed = kv_removed,
     .read = kv_read,
+    .read_complete = kv_read_complete,
     .exception = kv_exception,
 };

@@ -5,8 +5,9 @@
  * Threading: the keyspace is split into one shard per worker loop; a shard
  * is touched only by its loop's thread, so it has no locks. A command is
  * run on the loop of the shard that owns its key: inline when that is the
- * connection's own loop, else as a task there, whose reply comes back as a
- * task. The counters read by INFO from any loop are atomics. */
+ * connection's own loop, else batched with the other commands for that
+ * shard into one task there, whose replies come back as one task. The counters read by INFO from
+ * any loop are atomics. */
 #ifndef KV_H
 #define KV_H
 
@@ -46,6 +47,7 @@ struct kv_table {
 };
 
 struct kv_server;
+struct kv_batch;
 
 struct kv_shard {
     int idx;
@@ -56,6 +58,10 @@ struct kv_shard {
     struct rill_timer *expirer;   /* periodic active expiry */
     _Atomic uint64_t nkeys, nexp; /* mirrors of t.count/t.expires for INFO */
     _Atomic uint64_t ncmds;       /* commands received on this loop (one writer) */
+    /* Commands of this loop's connections for other shards, collected
+     * during read batches and posted as one task per target shard at
+     * read_complete (conn.c). This loop only. */
+    struct kv_batch *outgoing[KV_MAX_SHARDS];
 };
 
 uint64_t kv_hash(const void *p, size_t n);
