@@ -555,7 +555,7 @@ profile_servers() {
                         --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' >"$f-children.txt" || true
                     perf report -i "$f.data" --no-children --stdio -g none --sort dso 2>/dev/null |
                         grep -v '^#' | grep -v '^$' >"$f-dso.txt" || true
-                    echo "## $label, $cname: $(parse_bench "$blog" "$test"); perf, self time by library: $(head -n 4 "$f-dso.txt" | awk '{ printf "%s%s %s", NR > 1 ? ", " : "", $2, $1 }')" |
+                    echo "## $label, $cname: $(parse_bench "$blog" "$test"); perf, self time by library: $(head -n 4 "$f-dso.txt" | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')" |
                         tee -a "$pdir/summary.md"
                     head -n 25 "$f.txt" | tee -a "$pdir/summary.md"
                 else
