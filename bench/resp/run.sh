@@ -441,6 +441,7 @@ verify() { # verify label port
     local label=$1 p=$2 got want k=rill:bench:check:$RANDOM
     got=$(
         for cmd in "SET $k hello_world" "GET $k" "SET $k CRLF" "GET $k" "GET $k:missing"; do
+            # shellcheck disable=SC2086 # split into the command's words
             set -- $cmd
             [ "${3:-}" = CRLF ] && set -- "$1" "$2" $'a\r\nb'
             redis-cli --no-raw -h 127.0.0.1 -p "$p" "$@" 2>&1
