@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) the throw-away RDMA guest: a stock Debian kernel booted by
 # qemu, plus an initramfs holding static busybox, our /init and the modules
-# for 9p, overlayfs and Soft-RoCE (rdma_rxe).  See README.md beside this file.
+# for 9p, overlayfs, Soft-RoCE (rdma_rxe) and virtio-net (the two-VM pair
+# mode).  See README.md beside this file.
 #
 # Usage: build-guest.sh [-q]       (idempotent; prints the cache dir on success;
 #                                  -q: say nothing when the cache is up to date)
@@ -26,7 +27,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 cache=${RXE_VM_CACHE:-/var/tmp/rxe-vm}
 
 # Bump when the layout/contents change in a way the stamp cannot see.
-builder_version=1
+builder_version=2
 
 # Modules /init loads, in order (busybox modprobe pulls in the dependencies).
 # A leading '?' marks ones whose load failure is not fatal.
@@ -40,7 +41,8 @@ modules=(
   rdma_rxe        # Soft-RoCE (ib_core, ib_uverbs, udp_tunnel...)
   rdma_ucm        # /dev/infiniband/rdma_cm for librdmacm (rdma_cm, ib_cm, iw_cm)
   '?ib_umad'      # perftest links libibumad
-  veth            # the netdev rxe0 sits on
+  veth            # the netdev rxe0 sits on (single-guest mode)
+  '?virtio_net'   # the NIC of the two-VM pair mode (net_failover, failover)
 )
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }

@@ -6,7 +6,10 @@
 # Brings up lo and a veth pair, puts Soft-RoCE device rxe0 on veth0
 # (192.0.2.1; TEST-NET-1, only ever inside the guest), waits for the port and
 # its IPv4-mapped GID, then runs the caller's command in the caller's cwd with
-# the caller's environment plus RXE_VM_DEV, RXE_VM_IP, RXE_VM_GID_INDEX.
+# the caller's environment plus RXE_VM_DEV, RXE_VM_IP, RXE_VM_GID_INDEX,
+# RXE_VM_NET.  In pair mode (RXE_VM_NET=pair-a / pair-b in the run share's
+# config) rxe0 goes on the VM's one virtio-net NIC instead, with 192.0.2.1
+# (pair-a) or 192.0.2.2 (pair-b), and the command also gets RXE_VM_PEER_IP.
 #
 # Results, in the run share: setup.log; setup-failed (setup failed, command not
 # run); stdout.log, stderr.log (the command's output, streamed by run.sh);
@@ -15,10 +18,23 @@ set -uo pipefail
 
 R=/run/rxe-vm
 DEV=rxe0
-IP=192.0.2.1
-# ::ffff:192.0.2.1 as it appears in sysfs
-GID_WANT=0000:0000:0000:0000:0000:ffff:c000:0201
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# RXE_VM_NET (and the share list /init used) from run.sh.
+RXE_VM_NET=veth
+# shellcheck disable=SC1091
+. "$R/config"
+NET=$RXE_VM_NET
+PEER_IP=""
+case $NET in
+  pair-a) IP=192.0.2.1 PEER_IP=192.0.2.2 ;;
+  pair-b) IP=192.0.2.2 PEER_IP=192.0.2.1 ;;
+  *) NET=veth IP=192.0.2.1 ;;
+esac
+# ::ffff:$IP as it appears in sysfs
+IFS=. read -r o1 o2 o3 o4 <<<"$IP"
+GID_WANT=$(printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$o1" "$o2" "$o3" "$o4")
+NETDEV=veth0
 
 stamp() {
   local up _
@@ -38,14 +54,37 @@ run() { # log and run one setup command, fail on error
   "$@" || fail "'$*' exited with $?"
 }
 
-setup() {
-  run ip link set lo up
+setup_veth() {
   run ip link add veth0 type veth peer name veth1
   run ip addr add "$IP/24" dev veth0
   # veth0 only gets carrier once its peer is up.
   run ip link set veth1 up
   run ip link set veth0 up
-  run rdma link add "$DEV" type rxe netdev veth0
+}
+
+setup_nic() { # pair mode: the only non-lo interface is the virtio-net NIC
+  local deadline=$((SECONDS + 10)) f
+  local -a nics
+  while :; do
+    nics=()
+    for f in /sys/class/net/*; do
+      [[ ${f##*/} == lo || ! -e $f/device ]] || nics+=("${f##*/}")
+    done
+    ((${#nics[@]} > 0)) || ((SECONDS >= deadline)) || { sleep 0.2; continue; }
+    break
+  done
+  ls /sys/class/net
+  ((${#nics[@]} == 1)) ||
+    fail "$NET: expected one network device besides lo, found ${#nics[@]} (${nics[*]}); is virtio_net in the initramfs?"
+  NETDEV=${nics[0]}
+  run ip addr add "$IP/24" dev "$NETDEV"
+  run ip link set "$NETDEV" up
+}
+
+setup() {
+  run ip link set lo up
+  if [[ $NET == veth ]]; then setup_veth; else setup_nic; fi
+  run rdma link add "$DEV" type rxe netdev "$NETDEV"
 
   local port=/sys/class/infiniband/$DEV/ports/1 state="" gid_index="" f g
   local deadline=$((SECONDS + ${RXE_VM_SETUP_TIMEOUT:-60})) polls=0
@@ -64,13 +103,13 @@ setup() {
     if ((SECONDS >= deadline)); then
       echo "port state: ${state:-<none>}"
       for f in "$port"/gids/[0-7]; do echo "gid ${f##*/}: $(cat "$f" 2>/dev/null)"; done
-      ip addr show dev veth0
+      ip addr show dev "$NETDEV"
       rdma link show
       fail "$DEV port 1 not ACTIVE with GID ::ffff:$IP after ${RXE_VM_SETUP_TIMEOUT:-60} s"
     fi
     sleep 0.2
   done
-  echo "$DEV port 1: $state, GID ::ffff:$IP at index $gid_index (after $polls polls)"
+  echo "$DEV on $NETDEV port 1: $state, GID ::ffff:$IP at index $gid_index (after $polls polls)"
   echo "$gid_index" >"$R/gid_index"
 }
 
@@ -91,8 +130,9 @@ mapfile -d '' -t cwd <"$R/cwd" # [0] logical, [1] physical
 if cd -- "${cwd[0]}" 2>/dev/null || cd -- "${cwd[1]}"; then
   # env -i: exactly the caller's environment (names bash could not export
   # included), plus ours.
-  env -i "${envv[@]}" PWD="$PWD" \
-    RXE_VM_DEV="$DEV" RXE_VM_IP="$IP" RXE_VM_GID_INDEX="$gid_index" \
+  ours=(RXE_VM_DEV="$DEV" RXE_VM_IP="$IP" RXE_VM_GID_INDEX="$gid_index" RXE_VM_NET="$NET")
+  [[ -z $PEER_IP ]] || ours+=(RXE_VM_PEER_IP="$PEER_IP")
+  env -i "${envv[@]}" PWD="$PWD" "${ours[@]}" \
     "${argv[@]}" </dev/null >>"$R/stdout.log" 2>>"$R/stderr.log"
   rc=$?
 else

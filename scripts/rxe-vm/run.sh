@@ -25,6 +25,14 @@
 # (write one line there: ok, timeout, build-failed: ..., boot-failed: ...,
 # setup-failed: ..., usage: ..., interrupted; a timeout before CMD started is
 # boot-failed, still exit 124).
+#
+# Pair mode (two VMs talking RoCE to each other; scripts/rdma-pair.sh starts
+# both): RXE_VM_NET=pair-a or pair-b (default veth: the single guest above).
+# The VM gets one virtio-net NIC whose Ethernet frames qemu carries as UDP
+# datagrams over 127.0.0.1 between the ports in RXE_VM_PAIR_PORTS (A:B,
+# default 47990:47991; pair-a binds A, pair-b binds B); rxe0 sits on it with
+# 192.0.2.1 (pair-a) or 192.0.2.2 (pair-b), and CMD also gets RXE_VM_PEER_IP
+# (the other VM's address).  Use RXE_VM_SMP=1 for each on a 2-core machine.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -35,6 +43,8 @@ tmo=${RXE_VM_TIMEOUT:-1800}
 accel=${RXE_VM_ACCEL:-tcg,thread=multi}
 cpu=${RXE_VM_CPU:-max}
 status_file=${RXE_VM_STATUS_FILE:-}
+net=${RXE_VM_NET:-veth}
+pair_ports=${RXE_VM_PAIR_PORTS:-47990:47991}
 t_start=$EPOCHREALTIME
 
 say() { printf 'rxe-vm: %s\n' "$*" >&2; }
@@ -53,6 +63,19 @@ for v in SMP MEM TIMEOUT; do
   case $v in SMP) x=$smp ;; MEM) x=$mem ;; TIMEOUT) x=$tmo ;; esac
   [[ $x =~ ^[1-9][0-9]*$ ]] || harness_fail "usage: RXE_VM_$v must be a positive integer, not '$x'"
 done
+case $net in
+  veth) ;;
+  pair-a | pair-b)
+    port_a=0 port_b=0
+    if [[ $pair_ports =~ ^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})$ ]]; then
+      port_a=${BASH_REMATCH[1]} port_b=${BASH_REMATCH[2]}
+    fi
+    if ((port_a == 0 || port_a > 65535 || port_b > 65535 || port_a == port_b)); then
+      harness_fail "usage: RXE_VM_PAIR_PORTS must be two different UDP ports A:B, not '$pair_ports'"
+    fi
+    ;;
+  *) harness_fail "usage: RXE_VM_NET must be veth, pair-a or pair-b, not '$net'" ;;
+esac
 
 command -v qemu-system-x86_64 >/dev/null 2>&1 ||
   harness_fail "boot-failed: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
@@ -127,6 +150,7 @@ sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # quote for the guest's busybox sh
 {
   echo "RXE_VM_RW_COUNT=${#shares[@]}"
   for i in "${!shares[@]}"; do echo "RXE_VM_RW_$i=$(sq "${shares[$i]}")"; done
+  echo "RXE_VM_NET=$(sq "$net")" # read by guest-run.sh
 } >"$rundir/config"
 printf '%s\0' "$@" >"$rundir/argv"
 env -0 >"$rundir/env"
@@ -139,7 +163,7 @@ qopt() { printf '%s' "${1//,/,,}"; } # commas are option separators for qemu
 qemu=(
   qemu-system-x86_64 -nodefaults -no-user-config -display none -monitor none
   -machine q35 -accel "$accel" -cpu "$cpu" -smp "$smp" -m "$mem"
-  -no-reboot -nic none
+  -no-reboot
   -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio.gz"
   # panic=-1 + -no-reboot: a guest panic ends qemu at once.
   -append "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init 8250.nr_uarts=1 tsc=reliable no_timer_check random.trust_cpu=on"
@@ -151,6 +175,15 @@ qemu=(
 for i in "${!shares[@]}"; do
   qemu+=(-virtfs "local,path=$(qopt "${shares[$i]}"),mount_tag=rw$i,security_model=none,multidevs=remap")
 done
+case $net in
+  veth) qemu+=(-nic none) ;;
+  # Frames go as UDP datagrams to the peer's port, no connection and so no
+  # start order.  romfile=: no PXE option ROM (not needed for -kernel).
+  pair-a) qemu+=(-netdev "socket,id=n0,udp=127.0.0.1:$port_b,localaddr=127.0.0.1:$port_a"
+            -device "virtio-net-pci,netdev=n0,mac=52:54:00:c0:02:01,romfile=") ;;
+  pair-b) qemu+=(-netdev "socket,id=n0,udp=127.0.0.1:$port_a,localaddr=127.0.0.1:$port_b"
+            -device "virtio-net-pci,netdev=n0,mac=52:54:00:c0:02:02,romfile=") ;;
+esac
 
 # timeout(1) so the VM cannot outlive RXE_VM_TIMEOUT (exit 124), -k in case
 # qemu ignores the TERM.
@@ -205,6 +238,9 @@ if [[ -e $rundir/setup-failed ]]; then
 fi
 show_tail "$rundir/qemu.log" "qemu output"
 show_tail "$rundir/console.log" console.log
+if [[ $net == pair-* ]] && grep -qi 'address already in use' "$rundir/qemu.log" 2>/dev/null; then
+  harness_fail "boot-failed: UDP port of $net busy on 127.0.0.1 (another pair run? set RXE_VM_PAIR_PORTS=A:B)"
+fi
 if [[ -e $rundir/init-failed ]]; then
   harness_fail "boot-failed: guest init: $(head -n1 "$rundir/init-failed")"
 fi
