@@ -33,6 +33,11 @@
 #include "rill/loop.h"
 #include "rill/loop_group.h"
 #include "transport/epoll/epoll_internal.h"
+#ifdef RILL_HAVE_RDMA
+#include "transport/rdma/rdma_internal.h"
+#else
+#include "rill/rdma.h"
+#endif
 
 _Static_assert(RILL_OPT__COUNT <= 64, "rill_channel_opts.set has one bit per option");
 
@@ -248,7 +253,7 @@ static void bind_task(void *arg)
         int why = rill_channel_close_reason(j->ch);
         rill_promise_fail(j->p, why ? why : RILL_ECLOSED);
     } else {
-        rill_channel_bind(j->ch, &j->s->addr, j->p); /* through the pipeline */
+        rill_channel_bind(j->ch, rill_channel_local_addr(j->ch), j->p); /* through the pipeline */
     }
     rill_channel_release(j->ch);
     free(j);
@@ -268,15 +273,85 @@ static void server_free_partial(struct rill_server *s)
     free(s);
 }
 
+/* Which listeners an address needs: @ntcp epoll ones (0 for rdma://), and
+ * an RDMA one. rdma+tcp:// listens on both, TCP only (with a warning)
+ * where there is no RDMA device. */
+static int listen_plan(const struct rill_addr *addr, int *ntcp, bool *rdma)
+{
+    if (addr->scheme != RILL_ADDR_RDMA && addr->scheme != RILL_ADDR_RDMA_TCP) {
+        int family = rill__epoll_family(addr);
+        return family < 0 ? family : 0;
+    }
+    int avail = rill_rdma_available();
+    if (addr->scheme == RILL_ADDR_RDMA) {
+        if (avail)
+            return avail;
+        *ntcp = 0;
+        *rdma = true;
+        return 0;
+    }
+    if (avail) {
+        char a[RILL_ADDR_STRLEN];
+        rill_addr_format(addr, a, sizeof(a));
+        RILL_WARN("%s: no RDMA device (%s): listening on TCP only", a, rill_strerror(avail));
+        return 0;
+    }
+    *rdma = true;
+    return 0;
+}
+
+/* An epoll listener for the TCP side of @addr, or an RDMA one. */
+static int listener_new(struct rill_loop *loop, const struct rill_addr *addr, bool rdma,
+                        struct rill_channel **out)
+{
+#ifdef RILL_HAVE_RDMA
+    if (rdma)
+        return rill__rdma_server_new(loop, out);
+#else
+    if (rdma)
+        return -EPROTONOSUPPORT;
+#endif
+    struct rill_addr a = *addr;
+    if (a.scheme == RILL_ADDR_RDMA_TCP)
+        a.scheme = RILL_ADDR_TCP;
+    int family = rill__epoll_family(&a);
+    return family < 0 ? family : rill__epoll_server_new(loop, family, out);
+}
+
+static int listener_listen(struct rill_channel *ch, const struct rill_addr *addr, bool rdma)
+{
+    struct rill_addr a = *addr;
+#ifdef RILL_HAVE_RDMA
+    if (rdma)
+        return rill__rdma_server_listen(ch, &a);
+#else
+    (void)rdma;
+#endif
+    if (a.scheme == RILL_ADDR_RDMA_TCP)
+        a.scheme = RILL_ADDR_TCP;
+    return rill__epoll_server_listen(ch, &a);
+}
+
+static uint64_t listener_accepted(const struct rill_channel *ch)
+{
+#ifdef RILL_HAVE_RDMA
+    if (rill__rdma_is_server(ch))
+        return rill__rdma_server_accepted(ch);
+#endif
+    return rill__epoll_server_accepted(ch);
+}
+
 int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_addr *addr,
                           struct rill_server **out)
 {
     if (!o || !addr || !out || (!o->boss && !o->boss_loop) || !o->child_init || o->nlisteners < 0)
         return -EINVAL;
-    int family = rill__epoll_family(addr);
-    if (family < 0)
-        return family;
-    int n = o->nlisteners > 0 ? o->nlisteners : 1;
+    int ntcp = o->nlisteners > 0 ? o->nlisteners : 1;
+    bool rdma = false;
+    int err = listen_plan(addr, &ntcp, &rdma);
+    if (err)
+        return err;
+    int n = ntcp + (rdma ? 1 : 0);
 
     struct rill_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -304,7 +379,7 @@ int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_ad
     }
     s->cfg = c;
     s->n = n;
-    int err = (!s->listeners || !c) ? -ENOMEM : 0;
+    err = (!s->listeners || !c) ? -ENOMEM : 0;
     if (!err)
         err = rill_promise_new(NULL, &s->bound);
     if (err) {
@@ -317,20 +392,23 @@ int rill_server_bind_addr(const struct rill_server_opts *o, const struct rill_ad
     struct rill__acceptor acc = { .pick_loop = pick_worker, .init = child_init, .arg = c };
     for (int i = 0; i < n && !err; i++) {
         struct rill_loop *loop = o->boss ? rill_loop_group_next(o->boss) : o->boss_loop;
-        err = rill__epoll_server_new(loop, family, &s->listeners[i]);
+        bool is_rdma = rdma && i == ntcp; /* the TCP ones first: they fix a port 0 */
+        err = listener_new(loop, &s->addr, is_rdma, &s->listeners[i]);
         if (err)
             break;
         struct rill_channel *ch = s->listeners[i];
         err = rill_channel_opts_apply(&o->server_opts, ch);
-        if (!err && n > 1)
+        if (!err && ntcp > 1 && !is_rdma)
             err = rill_channel_set_option(ch, RILL_OPT_SO_REUSEPORT, 1);
         if (!err)
             err = rill__channel_set_acceptor(ch, &acc);
         if (!err)
-            err = rill__epoll_server_listen(ch, &s->addr);
+            err = listener_listen(ch, &s->addr, is_rdma);
         if (!err && i == 0) {
             /* Port 0: the others join the port the first one got. */
+            enum rill_addr_scheme scheme = s->addr.scheme;
             s->addr = *rill_channel_local_addr(ch);
+            s->addr.scheme = scheme;
         }
     }
     if (err) {
@@ -406,7 +484,7 @@ uint64_t rill_server_accepted(const struct rill_server *s)
 {
     uint64_t n = 0;
     for (int i = 0; i < s->n; i++)
-        n += rill__epoll_server_accepted(s->listeners[i]);
+        n += listener_accepted(s->listeners[i]);
     return n;
 }
 
@@ -414,7 +492,8 @@ uint64_t rill_server_shed(const struct rill_server *s)
 {
     uint64_t n = 0;
     for (int i = 0; i < s->n; i++)
-        n += rill__epoll_server_shed(s->listeners[i]);
+        if (rill__epoll_is_server(s->listeners[i]))
+            n += rill__epoll_server_shed(s->listeners[i]);
     return n;
 }
 
@@ -527,8 +606,12 @@ struct connect_job {
     void *arg;
     int init_err;
     bool has_local;
+    bool fallback; /* rdma+tcp:// over RDMA: on failure, try TCP */
     struct rill_addr remote, local;
+    struct rill_channel_opts opts;
 };
+
+static int start_connect(struct connect_job *j, struct rill_loop *loop);
 
 static void job_free(struct connect_job *j)
 {
@@ -562,6 +645,19 @@ static void connected(struct rill_promise *p, void *arg)
     struct connect_job *j = arg;
     int err = rill_promise_result(p, NULL);
     rill_promise_release(p);
+    if (err && j->fallback && err != j->init_err) {
+        char a[RILL_ADDR_STRLEN];
+        rill_addr_format(&j->remote, a, sizeof(a));
+        RILL_INFO("%s: RDMA connect failed (%s): falling back to TCP", a, rill_strerror(err));
+        j->fallback = false;
+        j->remote.scheme = RILL_ADDR_TCP;
+        struct rill_loop *loop = j->ch->loop;
+        rill_channel_release(j->ch);
+        j->ch = NULL;
+        err = start_connect(j, loop);
+        if (!err)
+            return;
+    }
     if (err) {
         rill_promise_fail(j->f, err);
         job_free(j);
@@ -599,14 +695,67 @@ static void connect_task(void *arg)
     rill_channel_connect(j->ch, &j->remote, j->has_local ? &j->local : NULL, p);
 }
 
+/* Make the channel for j->remote on @loop, register it and start the
+ * connect. On failure j->ch is NULL and nothing was started. */
+static int start_connect(struct connect_job *j, struct rill_loop *loop)
+{
+    int err;
+    j->init_err = 0;
+    if (j->remote.scheme == RILL_ADDR_RDMA || j->remote.scheme == RILL_ADDR_RDMA_TCP) {
+#ifdef RILL_HAVE_RDMA
+        err = rill__rdma_channel_new(loop, &j->ch);
+#else
+        err = -EPROTONOSUPPORT;
+#endif
+    } else {
+        int family = rill__epoll_family(&j->remote);
+        err = family < 0 ? family : rill__epoll_channel_new(loop, family, &j->ch);
+    }
+    if (err) {
+        j->ch = NULL;
+        return err;
+    }
+    err = rill_channel_opts_apply(&j->opts, j->ch);
+    if (err) {
+        rill_channel_release(j->ch);
+        j->ch = NULL;
+        return err;
+    }
+    /* Registration and then the connect, in this order on the loop (tasks
+     * from one thread run in order; on the loop itself registration is
+     * immediate). */
+    rill__channel_register(j->ch, client_init, j, NULL);
+    err = rill_loop_execute(loop, connect_task, j);
+    if (err) {
+        rill_channel_close(j->ch, NULL);
+        rill_channel_release(j->ch);
+        j->ch = NULL;
+    }
+    return err;
+}
+
 int rill_client_connect_addr(const struct rill_client_opts *o, const struct rill_addr *addr,
                              struct rill_promise **out)
 {
     if (!o || !addr || !out || (!o->loop && !o->group))
         return -EINVAL;
-    int family = rill__epoll_family(addr);
-    if (family < 0)
-        return family;
+    struct rill_addr remote = *addr;
+    bool fallback = false;
+    if (remote.scheme == RILL_ADDR_RDMA || remote.scheme == RILL_ADDR_RDMA_TCP) {
+        int avail = rill_rdma_available();
+        if (remote.scheme == RILL_ADDR_RDMA && avail)
+            return avail;
+        if (avail) {
+            remote.scheme = RILL_ADDR_TCP; /* rdma+tcp:// without a device */
+        } else {
+            fallback = remote.scheme == RILL_ADDR_RDMA_TCP;
+            remote.scheme = RILL_ADDR_RDMA;
+        }
+    } else {
+        int family = rill__epoll_family(addr);
+        if (family < 0)
+            return family;
+    }
     struct rill_loop *loop = o->loop ? o->loop : rill_loop_group_next(o->group);
 
     struct connect_job *j = calloc(1, sizeof(*j));
@@ -617,35 +766,22 @@ int rill_client_connect_addr(const struct rill_client_opts *o, const struct rill
         free(j);
         return err;
     }
-    err = rill__epoll_channel_new(loop, family, &j->ch);
+    j->init = o->init;
+    j->arg = o->arg;
+    j->remote = remote;
+    j->fallback = fallback;
+    j->opts = o->opts;
+    if (o->local) {
+        j->local = *o->local;
+        j->has_local = true;
+    }
+    err = start_connect(j, loop);
     if (err) {
         rill_promise_release(j->f);
         free(j);
         return err;
     }
-    j->init = o->init;
-    j->arg = o->arg;
-    j->remote = *addr;
-    if (o->local) {
-        j->local = *o->local;
-        j->has_local = true;
-    }
-    err = rill_channel_opts_apply(&o->opts, j->ch);
-    if (err) {
-        job_free(j);
-        return err;
-    }
-    /* Registration and then the connect, in this order on the loop (tasks
-     * from one thread run in order; on the loop itself registration is
-     * immediate). */
-    rill__channel_register(j->ch, client_init, j, NULL);
     *out = rill_promise_retain(j->f);
-    err = rill_loop_execute(loop, connect_task, j);
-    if (err) {
-        rill_promise_fail(j->f, err);
-        rill_channel_close(j->ch, NULL);
-        job_free(j);
-    }
     return 0;
 }
 

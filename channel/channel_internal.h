@@ -172,6 +172,13 @@ struct rill__outbound {
     size_t pending;                    /* unwritten bytes of every entry */
     size_t flushed_bytes;              /* unwritten bytes of the flushed entries */
     size_t entries;
+    /* Transports that complete sends later (RDMA): bytes handed to the
+     * device and not yet completed, and where the next unposted byte is
+     * (entry + offset into its unwritten bytes; valid while posted > 0). */
+    size_t posted;
+    struct rill__out_entry *pcur;
+    size_t pcur_off;
+    bool transport_full; /* the transport cannot take more (credits, send queue) */
 };
 
 /* Adaptive receive sizing (Netty's AdaptiveRecvByteBufAllocator): the
@@ -318,6 +325,23 @@ struct rill_msg *rill__outbound_current(struct rill_channel *ch, size_t *written
  * it got. Zero-byte entries at the front are removed too. Updates the
  * pending bytes and writability. */
 void rill__outbound_advance(struct rill_channel *ch, size_t n);
+
+/* For transports whose sends complete later (RDMA): the bytes stay queued
+ * (and their buffers alive) until rill__outbound_advance reports them
+ * complete, while the transport keeps handing more to the device.
+ * rill__outbound_iov_unposted is rill__outbound_iov starting after the
+ * bytes already posted; rill__outbound_posted(ch, n) records that @n more
+ * were handed over. advance() then completes posted bytes in order. */
+int rill__outbound_iov_unposted(struct rill_channel *ch, struct iovec *iov, int max, size_t *bytes);
+void rill__outbound_posted(struct rill_channel *ch, size_t n);
+/* Flushed bytes not yet posted. */
+size_t rill__outbound_unposted_bytes(const struct rill_channel *ch);
+
+/* The transport is (or is no longer) out of room for more sends: credits
+ * or send-queue slots. While full the channel is not writable, whatever the
+ * queued bytes; once not full it becomes writable again under the low
+ * watermark (the same events as for the watermarks). */
+void rill__outbound_set_transport_full(struct rill_channel *ch, bool full);
 
 /* True while flushed entries remain. */
 bool rill__outbound_has_flushed(const struct rill_channel *ch);

@@ -30,6 +30,10 @@ static const int64_t defaults[RILL_OPT__COUNT] = {
     [RILL_OPT_EDGE_TRIGGERED] = 1,
     [RILL_OPT_ALLOW_HALF_CLOSURE] = 0,
     [RILL_OPT_MAX_READS] = 16,
+    [RILL_OPT_RDMA_RECV_DEPTH] = 64,
+    [RILL_OPT_RDMA_RECV_SIZE] = 16 * 1024,
+    [RILL_OPT_RDMA_RNDV] = 256 * 1024,
+    [RILL_OPT_RDMA_INLINE] = 64,
 };
 
 #define RECV_BUF_LIMIT (16 * 1024 * 1024)
@@ -80,6 +84,14 @@ static bool valid(const struct rill_channel *ch, enum rill_option opt, int64_t v
                         rill__channel_opt(ch, RILL_OPT_RECV_BUF_MAX));
     case RILL_OPT_RECV_BUF_MAX:
         return in_range(v, rill__channel_opt(ch, RILL_OPT_RECV_BUF_INIT), RECV_BUF_LIMIT);
+    case RILL_OPT_RDMA_RECV_DEPTH:
+        return in_range(v, 4, 4096);
+    case RILL_OPT_RDMA_RECV_SIZE:
+        return in_range(v, 256, RECV_BUF_LIMIT);
+    case RILL_OPT_RDMA_RNDV:
+        return v == 0 || in_range(v, 4096, SSIZE_MAX);
+    case RILL_OPT_RDMA_INLINE:
+        return in_range(v, 0, 1024);
     default:
         return false;
     }

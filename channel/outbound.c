@@ -86,8 +86,19 @@ static void check_high(struct rill_channel *ch)
 static void check_low(struct rill_channel *ch)
 {
     if (ch->out.pending < (size_t)rill__channel_opt(ch, RILL_OPT_WRITE_LOW_WATER) &&
-        !rill_channel_is_writable(ch) && !ch->closing)
+        !ch->out.transport_full && !rill_channel_is_writable(ch) && !ch->closing)
         set_writable(ch, true);
+}
+
+void rill__outbound_set_transport_full(struct rill_channel *ch, bool full)
+{
+    if (ch->out.transport_full == full)
+        return;
+    ch->out.transport_full = full;
+    if (full && rill_channel_is_writable(ch) && !ch->closing)
+        set_writable(ch, false);
+    else if (!full)
+        check_low(ch);
 }
 
 void rill__outbound_check_watermarks(struct rill_channel *ch)
@@ -248,6 +259,74 @@ int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size
     return n;
 }
 
+int rill__outbound_iov_unposted(struct rill_channel *ch, struct iovec *iov, int max, size_t *bytes)
+{
+    struct rill__outbound *q = &ch->out;
+    if (q->posted == 0)
+        return rill__outbound_iov(ch, iov, max, bytes);
+    int n = 0;
+    size_t total = 0;
+    size_t off = q->pcur_off;
+    for (struct rill__out_entry *e = q->pcur; e && e != q->unflushed && n < max;
+         e = e->next, off = 0) {
+        if (!e->msg)
+            continue;
+        struct rill_buf *b = rill_buf_from_msg(e->msg);
+        if (!b)
+            break;
+        size_t rem = e->bytes - e->written - off;
+        if (rem == 0)
+            continue;
+        size_t covered = 0;
+        int k = rill_buf_iovec(b, rill_buf_reader_index(b) + e->written + off, rem, iov + n,
+                               max - n, &covered);
+        if (k < 0) {
+            RILL_ERROR("channel %" PRIu64 ": a queued buffer changed after it was written", ch->id);
+            break;
+        }
+        n += k;
+        total += covered;
+        if (covered < rem)
+            break;
+    }
+    *bytes = total;
+    return n;
+}
+
+void rill__outbound_posted(struct rill_channel *ch, size_t n)
+{
+    struct rill__outbound *q = &ch->out;
+    if (q->posted == 0) {
+        q->pcur = q->head;
+        q->pcur_off = 0;
+    }
+    q->posted += n;
+    struct rill__out_entry *e = q->pcur;
+    size_t off = q->pcur_off;
+    while (e && e != q->unflushed) {
+        size_t rem = e->bytes - e->written - off;
+        if (rem > n) {
+            off += n;
+            n = 0;
+            break;
+        }
+        n -= rem;
+        if (!e->next || e->next == q->unflushed) {
+            off += rem; /* stay on the last flushed entry, at its end */
+            break;
+        }
+        e = e->next;
+        off = 0;
+    }
+    q->pcur = e;
+    q->pcur_off = off;
+}
+
+size_t rill__outbound_unposted_bytes(const struct rill_channel *ch)
+{
+    return ch->out.flushed_bytes - ch->out.posted;
+}
+
 static struct rill__out_entry *pop_head(struct rill_channel *ch, bool flushed);
 static void finish_entry(struct rill__out_entry *e, int err);
 
@@ -302,6 +381,19 @@ void rill__outbound_advance(struct rill_channel *ch, size_t n)
 {
     struct rill__outbound *q = &ch->out;
     struct rill__out_entry *e;
+    if (q->posted) {
+        /* Completing posted bytes: the cursor entry keeps its offset
+         * relative to the unwritten bytes, which shrink from the front. */
+        size_t done = n < q->posted ? n : q->posted;
+        q->posted -= done;
+        size_t left = done;
+        for (e = q->head; e && e != q->pcur && left; e = e->next) {
+            size_t rem = e->bytes - e->written;
+            left -= rem < left ? rem : left;
+        }
+        if (e == q->pcur && q->posted)
+            q->pcur_off -= left;
+    }
     while ((e = q->head) && e != q->unflushed) {
         size_t rem = e->bytes - e->written;
         if (rem > n) {
@@ -327,6 +419,7 @@ void rill__outbound_advance(struct rill_channel *ch, size_t n)
 
 void rill__outbound_fail_flushed(struct rill_channel *ch, int err)
 {
+    ch->out.posted = 0;
     while (rill__outbound_has_flushed(ch))
         finish_entry(pop_head(ch, true), err);
     check_low(ch);
@@ -336,6 +429,7 @@ void rill__outbound_fail_all(struct rill_channel *ch, int err)
 {
     /* Called with the channel closing: a listener's new write fails at
      * once and adds nothing, so this loop ends. */
+    ch->out.posted = 0;
     while (ch->out.head)
         finish_entry(pop_head(ch, ch->out.head != ch->out.unflushed), err);
 }

@@ -11,6 +11,7 @@
 #include "core/loop_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@ int rill_loop_new(const struct rill_loop_opts *opts, struct rill_loop **out)
     snprintf(loop->name, sizeof(loop->name), "%s", opts->name ? opts->name : "rill-loop");
     rill__timers_init(&loop->timers);
     rill_list_init(&loop->shutdown_hooks);
+    rill_list_init(&loop->pollers);
+    loop->busy_poll = opts->busy_poll;
     atomic_init(&loop->now, opts->manual_clock ? 0 : rill_clock_now_ns());
     atomic_init(&loop->quiet_ns, UINT64_MAX);
     loop->epfd = loop->evfd = -1;
@@ -105,6 +108,11 @@ bool rill_loop_in_thread(const struct rill_loop *loop)
 struct rill_loop *rill_loop_current(void)
 {
     return tls_loop;
+}
+
+enum rill_busy_poll rill_loop_busy_poll(const struct rill_loop *loop)
+{
+    return loop->busy_poll;
 }
 
 const char *rill_loop_name(const struct rill_loop *loop)
@@ -306,6 +314,31 @@ static int wait_events(struct rill_loop *loop, int64_t timeout_ns)
 
 static int64_t shutdown_wait_ns(struct rill_loop *loop, uint64_t real_now);
 
+void rill__loop_add_poller(struct rill_loop *loop, struct rill__loop_poller *p)
+{
+    if (rill_list_empty(&p->link))
+        rill_list_push_back(&loop->pollers, &p->link);
+}
+
+void rill__loop_remove_poller(struct rill__loop_poller *p)
+{
+    rill_list_remove(&p->link);
+}
+
+/* A poller may remove itself from inside fn (not another one). */
+static int run_pollers(struct rill_loop *loop)
+{
+    int ran = 0;
+    struct rill_list *it, *tmp;
+    rill_list_foreach_safe(it, tmp, &loop->pollers)
+    {
+        struct rill__loop_poller *p =
+            (struct rill__loop_poller *)((char *)it - offsetof(struct rill__loop_poller, link));
+        ran += p->fn(p);
+    }
+    return ran;
+}
+
 static int iterate(struct rill_loop *loop, int64_t max_wait_ns)
 {
     int64_t timeout = max_wait_ns;
@@ -317,6 +350,8 @@ static int iterate(struct rill_loop *loop, int64_t max_wait_ns)
         if (timeout < 0 || s < timeout)
             timeout = s;
     }
+    if (!rill_list_empty(&loop->pollers))
+        timeout = 0;
     if (timeout != 0) {
         atomic_store(&loop->wake_armed, 1);
         /* The queue check below uses plain loads: order them after the
@@ -349,6 +384,7 @@ static int iterate(struct rill_loop *loop, int64_t max_wait_ns)
         ran++;
     }
     loop->ev_n = loop->ev_cur = 0;
+    ran += run_pollers(loop);
     ran += rill__timers_run(loop);
     ran += run_tasks(loop);
     return ran;
@@ -593,6 +629,9 @@ void rill_loop_free(struct rill_loop *loop)
             leave(loop, saved);
         }
     }
+    for (size_t i = 0; i < sizeof(loop->ext) / sizeof(loop->ext[0]); i++)
+        if (loop->ext[i].free)
+            loop->ext[i].free(loop->ext[i].data);
     close(loop->evfd);
     close(loop->epfd);
     free(loop->events);

@@ -71,6 +71,7 @@ int rill_loop_group_new(const struct rill_loop_group_opts *opts, struct rill_loo
         lo.name = name;
         if (opts->max_events > 0)
             lo.max_events = opts->max_events;
+        lo.busy_poll = opts->busy_poll;
         if (opts->pin)
             lo.cpu = opts->cpus && opts->ncpus > 0 ? opts->cpus[i % opts->ncpus] : (int)(i % ncpu);
         err = rill_loop_new(&lo, &g->loops[i]);

@@ -83,6 +83,12 @@ struct rill_loop {
     int cpu;
     struct rill_promise *termination;
     struct rill_list shutdown_hooks; /* struct rill__loop_hook */
+    enum rill_busy_poll busy_poll;
+    struct rill_list pollers; /* struct rill__loop_poller: run every iteration */
+    struct rill__loop_ext {
+        void *data;
+        void (*free)(void *data); /* at rill_loop_free, on the freeing thread */
+    } ext[2];
     char name[32];
 };
 
@@ -100,6 +106,34 @@ struct rill__loop_hook {
  * and a false return all leave the node self-linked). */
 bool rill__loop_add_shutdown_hook(struct rill_loop *loop, struct rill__loop_hook *h);
 void rill__loop_remove_shutdown_hook(struct rill__loop_hook *h);
+
+/* Run every iteration right after the I/O callbacks while added; while
+ * any is added the loop never sleeps (busy polling). fn returns how much
+ * work it did (counted as callbacks run). */
+struct rill__loop_poller {
+    struct rill_list link;
+    int (*fn)(struct rill__loop_poller *p);
+};
+
+/* Thread: loop thread only. Add / remove a poller (remove is harmless for
+ * one not added; a poller may remove itself from inside fn). */
+void rill__loop_add_poller(struct rill_loop *loop, struct rill__loop_poller *p);
+void rill__loop_remove_poller(struct rill__loop_poller *p);
+
+/* Per-loop state of a transport, created on first use and freed with the
+ * loop (after it terminated: every channel is closed by then). */
+enum { RILL__LOOP_EXT_RDMA = 0 };
+/* Thread: loop thread (or before the loop runs). */
+static inline void *rill__loop_ext(struct rill_loop *loop, int slot)
+{
+    return loop->ext[slot].data;
+}
+static inline void rill__loop_set_ext(struct rill_loop *loop, int slot, void *data,
+                                      void (*free_fn)(void *data))
+{
+    loop->ext[slot].data = data;
+    loop->ext[slot].free = free_fn;
+}
 
 /* timer.c */
 void rill__timers_init(struct rill_timer_heap *h);

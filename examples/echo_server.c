@@ -1,7 +1,10 @@
 /* echo_server: the smallest useful rill server, and the one the echo
  * benchmark (bench/echo) runs against the hand-written epoll server.
  *
- *   echo_server [--port N] [--mode raw|framed] [--loops N] [--trigger edge|level]
+ *   echo_server [--port N | --uri URI] [--mode raw|framed] [--loops N] [--trigger edge|level]
+ *
+ * --uri picks the address and so the transport: tcp://127.0.0.1:7000 (the
+ * default), rdma://192.0.2.1:7000 (the same handlers over RDMA), ...
  *
  * It shows the server bootstrap (with --loops 1, the default, on one loop
  * that runs on the main thread, like the hand-written server; with more, a
@@ -244,7 +247,9 @@ static int run_on_main_thread(const struct rill_server_opts *base, const char *u
 
 static void usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [--port N] [--mode raw|framed] [--loops N] [--trigger edge|level]\n",
+    fprintf(stderr,
+            "usage: %s [--port N | --uri URI] [--mode raw|framed] [--loops N] "
+            "[--trigger edge|level]\n",
             prog);
     exit(2);
 }
@@ -253,10 +258,13 @@ int main(int argc, char **argv)
 {
     int port = 7000, loops = 1;
     bool framed = false, edge = true;
+    const char *uri_arg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--port") == 0 && v) {
             port = atoi(v);
+        } else if (strcmp(a, "--uri") == 0 && v) {
+            uri_arg = v;
         } else if (strcmp(a, "--mode") == 0 && v) {
             if (strcmp(v, "framed") == 0)
                 framed = true;
@@ -288,8 +296,11 @@ int main(int argc, char **argv)
     so.child_init = child_init;
     so.child_arg = (void *)(framed ? &framed_echo : &raw_echo);
     rill_channel_opts_set(&so.child_opts, RILL_OPT_EDGE_TRIGGERED, edge);
-    char uri[64];
-    snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+    char uri[256];
+    if (uri_arg)
+        snprintf(uri, sizeof(uri), "%s", uri_arg);
+    else
+        snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
     if (loops == 1)
         return run_on_main_thread(&so, uri, framed);
 

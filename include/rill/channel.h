@@ -57,6 +57,13 @@ enum rill_option {
     RILL_OPT_ALLOW_HALF_CLOSURE = 17, /* bool, default 0: the peer's EOF closes the channel;
                                          1: it fires RILL_EVENT_INPUT_SHUTDOWN instead */
     RILL_OPT_MAX_READS = 18,          /* reads per readiness event before yielding the loop (16) */
+    /* RDMA channels (rill/rdma.h); fixed once the queue pair exists (set
+     * them in the client options or the server's child options). */
+    RILL_OPT_RDMA_RECV_DEPTH = 19, /* receive buffers posted per channel (64): the peer's credits */
+    RILL_OPT_RDMA_RECV_SIZE = 20,  /* bytes per receive buffer (16 KiB): largest SEND */
+    RILL_OPT_RDMA_RNDV = 21,       /* buffers of at least this many bytes go by rendezvous
+                                      (the peer RDMA-READs them) (256 KiB); 0: never */
+    RILL_OPT_RDMA_INLINE = 22,     /* sends up to this size go inline (64; capped by the device) */
     RILL_OPT__COUNT
 };
 

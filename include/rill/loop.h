@@ -32,6 +32,13 @@ struct rill_loop_opts {
     int cpu;           /* CPU to pin the loop thread to, or -1 (default) for none */
     int max_events;    /* epoll_wait batch size; default 256 */
     bool manual_clock; /* time moves only through rill_loop_advance_clock (tests) */
+    /* Completion-queue transports (RDMA): how the loop learns about
+     * completions. */
+    enum rill_busy_poll {
+        RILL_BUSY_POLL_OFF = 0,      /* completion events through epoll (default) */
+        RILL_BUSY_POLL_ON = 1,       /* poll every iteration, never sleep: lowest latency */
+        RILL_BUSY_POLL_ADAPTIVE = 2, /* poll while completions keep coming, sleep when idle */
+    } busy_poll;
 };
 
 /* Initialise @opts with the defaults above. Thread: any. */
@@ -40,6 +47,9 @@ void rill_loop_opts_init(struct rill_loop_opts *opts);
 /* Thread: any. Create a loop that is not running yet. @opts may be NULL.
  * Returns 0 and a loop owned by the caller in *out, or -errno. */
 int rill_loop_new(const struct rill_loop_opts *opts, struct rill_loop **out);
+
+/* Thread: any. The busy-poll mode the loop was created with. */
+enum rill_busy_poll rill_loop_busy_poll(const struct rill_loop *loop);
 
 /* Thread: any. Start a dedicated thread running the loop until it
  * terminates. Returns 0, -EALREADY if already started, or -errno. */

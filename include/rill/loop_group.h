@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rill/loop.h"
+
 struct rill_loop;
 struct rill_loop_group;
 struct rill_promise;
@@ -23,7 +25,8 @@ struct rill_loop_group_opts {
     bool pin;         /* pin loop i to cpus[i % ncpus], or CPU i % nproc */
     const int *cpus;  /* optional CPU list for pinning (borrowed) */
     int ncpus;
-    int max_events; /* per-loop epoll batch; 0: default */
+    int max_events;                /* per-loop epoll batch; 0: default */
+    enum rill_busy_poll busy_poll; /* for every loop (rill_loop_opts); default off */
 };
 
 /* Thread: any. Defaults: one loop per CPU, worker role, no pinning. */

@@ -1,0 +1,472 @@
+/* RDMA devices and completion queues.
+ *
+ * One protection domain per device for the whole process: a pooled buffer
+ * may be written on one loop and sent on another (a handler pool, a shard
+ * hand-off), and memory registered with one PD cannot be used by queue
+ * pairs of another. Every chunk of the rill allocator is registered with
+ * it once, through the allocator's hook, so any pooled buffer is sendable
+ * and receivable without a copy.
+ *
+ * Per loop and device: one CQ shared by the loop's channels, its
+ * completion channel in the loop's epoll. Event mode: get the events, ack
+ * them in batches, poll in batches of 32, re-arm, poll once more (a
+ * completion that arrived between the last poll and the re-arm is not
+ * lost). Busy-poll mode polls every loop iteration; adaptive polls while
+ * completions keep coming and re-arms after a run of empty polls. */
+#include "transport/rdma/rdma_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rill/alloc.h"
+#include "rill/error.h"
+#include "rill/log.h"
+
+#define CQ_MIN            1024
+#define POLL_BATCH        32
+#define ACK_BATCH         64
+#define ADAPTIVE_IDLE_MAX 256 /* empty polls before going back to events */
+#define TOMB              ((struct rdma_ch *)1)
+
+/* ---- hello ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void rill__rdma_hello_encode(const struct rdma_hello *h, uint8_t out[RDMA_HELLO_SIZE])
+{
+    put32(out, h->magic);
+    out[4] = h->version;
+    out[5] = h->flags;
+    out[6] = out[7] = 0;
+    put32(out + 8, h->recv_depth);
+    put32(out + 12, h->recv_size);
+}
+
+int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, const char **why)
+{
+    const uint8_t *b = p;
+    if (!p || len < RDMA_HELLO_SIZE) {
+        *why = "no rill hello in the connect private data";
+        return -EPROTO;
+    }
+    h->magic = get32(b);
+    h->version = b[4];
+    h->flags = b[5];
+    h->recv_depth = get32(b + 8);
+    h->recv_size = get32(b + 12);
+    if (h->magic != RDMA_MAGIC) {
+        *why = "bad magic in the connect private data (not a rill peer)";
+        return -EPROTO;
+    }
+    if (h->version != RDMA_VERSION) {
+        *why = "unsupported rill RDMA protocol version";
+        return -EPROTO;
+    }
+    if (h->recv_depth < 2 || h->recv_depth > 65535) {
+        *why = "receive depth out of range (2..65535)";
+        return -EPROTO;
+    }
+    if (h->recv_size < 64 || h->recv_size > (1u << 30)) {
+        *why = "receive size out of range (64 B..1 GiB)";
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* ---- devices ---- */
+
+static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rdma_dev *devs;
+
+static int chunk_reg(void *arg, void *base, size_t len, void **handle)
+{
+    struct rdma_dev *d = arg;
+    struct ibv_mr *mr = ibv_reg_mr(d->pd, base, len, IBV_ACCESS_LOCAL_WRITE);
+    if (!mr)
+        return errno ? -errno : -ENOMEM;
+    *handle = mr;
+    return 0;
+}
+
+static void chunk_dereg(void *arg, void *base, size_t len, void *handle)
+{
+    (void)arg, (void)base, (void)len;
+    ibv_dereg_mr(handle);
+}
+
+int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
+{
+    pthread_mutex_lock(&dev_lock);
+    struct rdma_dev *d;
+    for (d = devs; d; d = d->next)
+        if (d->verbs == verbs)
+            break;
+    int err = 0;
+    if (!d) {
+        d = calloc(1, sizeof(*d));
+        if (!d) {
+            err = -ENOMEM;
+            goto out;
+        }
+        d->verbs = verbs;
+        if (ibv_query_device(verbs, &d->attr) != 0) {
+            err = errno ? -errno : -EIO;
+            free(d);
+            goto out;
+        }
+        struct ibv_port_attr pa;
+        d->max_msg = ibv_query_port(verbs, 1, &pa) == 0 ? pa.max_msg_sz : (1u << 30);
+        d->pd = ibv_alloc_pd(verbs);
+        if (!d->pd) {
+            err = errno ? -errno : -ENOMEM;
+            free(d);
+            goto out;
+        }
+        struct rill_mem_hook hook = { .reg = chunk_reg, .dereg = chunk_dereg, .arg = d };
+        err = rill_alloc_hook_add(&hook, &d->hook_slot);
+        if (err) {
+            RILL_ERROR("rdma: cannot register the buffer pool with %s: %s",
+                       ibv_get_device_name(verbs->device), rill_strerror(err));
+            ibv_dealloc_pd(d->pd);
+            free(d);
+            goto out;
+        }
+        d->next = devs;
+        devs = d;
+        RILL_DEBUGF("rdma: device %s ready (max_sge %d, max_qp_wr %d, max_msg %u)",
+                    ibv_get_device_name(verbs->device), d->attr.max_sge, d->attr.max_qp_wr,
+                    d->max_msg);
+    }
+out:
+    pthread_mutex_unlock(&dev_lock);
+    *out = err ? NULL : d;
+    return err;
+}
+
+bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
+
+bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey)
+{
+    struct rill_mem_region r;
+    if (rill_alloc_lookup(p, dev->hook_slot, &r) == 0 && r.handle &&
+        (const char *)p + len <= (const char *)r.base + r.len) {
+        *lkey = ((struct ibv_mr *)r.handle)->lkey;
+        return true;
+    }
+    return rill__rdma_region_lkey(dev, p, len, lkey);
+}
+
+static pthread_once_t avail_once = PTHREAD_ONCE_INIT;
+static int avail_result;
+
+static void probe(void)
+{
+    int n = 0;
+    struct ibv_context **list = rdma_get_devices(&n);
+    avail_result = list && n > 0 ? 0 : -ENODEV;
+    if (list)
+        rdma_free_devices(list);
+}
+
+int rill_rdma_available(void)
+{
+    pthread_once(&avail_once, probe);
+    return avail_result;
+}
+
+/* ---- the qp_num -> channel table ---- */
+
+static unsigned qslot(uint32_t qpn, unsigned cap)
+{
+    return (qpn * 2654435761u) & (cap - 1);
+}
+
+static int qtable_grow(struct rdma_loop *rl)
+{
+    unsigned cap = rl->qcap ? rl->qcap * 2 : 64;
+    if (rl->qlen * 4 < rl->qcap)
+        cap = rl->qcap; /* mostly tombstones: rebuild in place */
+    struct rdma_ch **t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    for (unsigned i = 0; i < rl->qcap; i++) {
+        struct rdma_ch *c = rl->qps[i];
+        if (!c || c == TOMB)
+            continue;
+        unsigned j = qslot(c->qpn, cap);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = c;
+    }
+    free(rl->qps);
+    rl->qps = t;
+    rl->qcap = cap;
+    rl->qtomb = 0;
+    return 0;
+}
+
+void rill__rdma_qp_add(struct rdma_loop *rl, struct rdma_ch *c)
+{
+    if ((rl->qlen + rl->qtomb + 1) * 2 > rl->qcap && qtable_grow(rl) != 0)
+        RILL_PANIC("rdma: out of memory for the queue-pair table");
+    unsigned j = qslot(c->qpn, rl->qcap);
+    while (rl->qps[j] && rl->qps[j] != TOMB)
+        j = (j + 1) & (rl->qcap - 1);
+    if (rl->qps[j] == TOMB)
+        rl->qtomb--;
+    rl->qps[j] = c;
+    rl->qlen++;
+}
+
+struct rdma_ch *rill__rdma_qp_find(struct rdma_loop *rl, uint32_t qpn)
+{
+    if (!rl->qcap)
+        return NULL;
+    for (unsigned j = qslot(qpn, rl->qcap);; j = (j + 1) & (rl->qcap - 1)) {
+        struct rdma_ch *c = rl->qps[j];
+        if (!c)
+            return NULL;
+        if (c != TOMB && c->qpn == qpn)
+            return c;
+    }
+}
+
+void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c)
+{
+    if (!rl->qcap)
+        return;
+    for (unsigned j = qslot(c->qpn, rl->qcap);; j = (j + 1) & (rl->qcap - 1)) {
+        struct rdma_ch *e = rl->qps[j];
+        if (!e)
+            return;
+        if (e == c) {
+            rl->qps[j] = TOMB;
+            rl->qlen--;
+            rl->qtomb++;
+            return;
+        }
+    }
+}
+
+/* ---- completion queues ---- */
+
+/* Poll @q dry, then act on every channel that got completions. */
+static int cq_drain(struct rdma_cq *q)
+{
+    struct rdma_loop *rl = q->rl;
+    struct ibv_wc wc[POLL_BATCH];
+    int total = 0;
+    for (;;) {
+        int n = ibv_poll_cq(q->cq, POLL_BATCH, wc);
+        if (n < 0) {
+            RILL_ERROR("rdma: ibv_poll_cq failed: %d", n);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            struct rdma_ch *c = rill__rdma_qp_find(rl, wc[i].qp_num);
+            if (!c || (uint32_t)(wc[i].wr_id >> 32) != c->gen)
+                continue; /* a queue pair closed meanwhile: its buffers are gone */
+            rill__rdma_ch_completion(c, &wc[i]);
+            if (!c->dirty_linked) {
+                c->dirty_linked = true;
+                rill_list_push_back(&rl->dirty, &c->dirty);
+            }
+        }
+        total += n;
+        if (n < POLL_BATCH)
+            break;
+    }
+    struct rill_list *it;
+    while ((it = rill_list_pop_front(&rl->dirty))) {
+        struct rdma_ch *c = (struct rdma_ch *)((char *)it - offsetof(struct rdma_ch, dirty));
+        c->dirty_linked = false;
+        rill__rdma_ch_service(c);
+    }
+    return total;
+}
+
+static void cq_arm(struct rdma_cq *q)
+{
+    if (ibv_req_notify_cq(q->cq, 0) != 0)
+        RILL_ERROR("rdma: ibv_req_notify_cq failed: %s", rill_strerror(-errno));
+    q->armed = true;
+}
+
+static int cq_poller(struct rill__loop_poller *p)
+{
+    struct rdma_cq *q = (struct rdma_cq *)((char *)p - offsetof(struct rdma_cq, poller));
+    int n = cq_drain(q);
+    if (n > 0) {
+        q->idle_polls = 0;
+        return n;
+    }
+    if (rill_loop_busy_poll(q->rl->loop) == RILL_BUSY_POLL_ADAPTIVE &&
+        ++q->idle_polls >= ADAPTIVE_IDLE_MAX) {
+        q->idle_polls = 0;
+        q->polling = false;
+        rill__loop_remove_poller(&q->poller);
+        cq_arm(q);
+        return cq_drain(q);
+    }
+    return 0;
+}
+
+static void cq_on_event(struct rill_io *io, uint32_t events)
+{
+    (void)events;
+    struct rdma_cq *q = io->data;
+    struct ibv_cq *ev_cq;
+    void *ev_ctx;
+    while (ibv_get_cq_event(q->cc, &ev_cq, &ev_ctx) == 0) {
+        q->unacked++;
+        q->armed = false;
+    }
+    if (q->unacked >= ACK_BATCH) {
+        ibv_ack_cq_events(q->cq, q->unacked);
+        q->unacked = 0;
+    }
+    if (q->polling)
+        return; /* the poller runs this iteration anyway */
+    if (rill_loop_busy_poll(q->rl->loop) == RILL_BUSY_POLL_ADAPTIVE) {
+        q->polling = true;
+        q->idle_polls = 0;
+        rill__loop_add_poller(q->rl->loop, &q->poller);
+        cq_drain(q);
+        return;
+    }
+    cq_drain(q);
+    cq_arm(q);
+    cq_drain(q);
+}
+
+static int cq_new(struct rdma_loop *rl, struct rdma_dev *dev, int cqe, struct rdma_cq **out)
+{
+    struct rdma_cq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->rl = rl;
+    q->dev = dev;
+    rill_list_init(&q->poller.link);
+    q->poller.fn = cq_poller;
+    int err = 0;
+    q->cc = ibv_create_comp_channel(dev->verbs);
+    if (!q->cc) {
+        err = errno ? -errno : -ENOMEM;
+        goto fail;
+    }
+    int fl = fcntl(q->cc->fd, F_GETFL);
+    if (fl < 0 || fcntl(q->cc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        err = -errno;
+        goto fail;
+    }
+    if (cqe > dev->attr.max_cqe)
+        cqe = dev->attr.max_cqe;
+    q->cq = ibv_create_cq(dev->verbs, cqe, q, q->cc, 0);
+    if (!q->cq) {
+        err = errno ? -errno : -ENOMEM;
+        goto fail;
+    }
+    q->cqe = q->cq->cqe;
+    rill_io_init(&q->io, q->cc->fd, cq_on_event, q);
+    err = rill_io_start(rl->loop, &q->io, EPOLLIN);
+    if (err)
+        goto fail;
+    if (rill_loop_busy_poll(rl->loop) == RILL_BUSY_POLL_ON) {
+        q->polling = true;
+        rill__loop_add_poller(rl->loop, &q->poller);
+    } else {
+        cq_arm(q);
+    }
+    *out = q;
+    return 0;
+fail:
+    if (q->cq)
+        ibv_destroy_cq(q->cq);
+    if (q->cc)
+        ibv_destroy_comp_channel(q->cc);
+    free(q);
+    return err;
+}
+
+int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entries,
+                          struct rdma_cq **out)
+{
+    struct rdma_cq *q;
+    for (q = rl->cqs; q; q = q->next)
+        if (q->dev == dev)
+            break;
+    if (!q) {
+        int cqe = entries > CQ_MIN ? entries * 2 : CQ_MIN;
+        int err = cq_new(rl, dev, cqe, &q);
+        if (err)
+            return err;
+        q->next = rl->cqs;
+        rl->cqs = q;
+    }
+    if (q->used + entries > q->cqe) {
+        int want = (q->used + entries) * 2;
+        if (want > dev->attr.max_cqe)
+            want = dev->attr.max_cqe;
+        if (want < q->used + entries || ibv_resize_cq(q->cq, want) != 0) {
+            RILL_WARN("rdma: the loop's completion queue cannot grow to %d entries",
+                      q->used + entries);
+            return -ENOSPC;
+        }
+        q->cqe = q->cq->cqe;
+    }
+    q->used += entries;
+    *out = q;
+    return 0;
+}
+
+void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries)
+{
+    cq->used -= entries;
+}
+
+/* ---- per-loop state ---- */
+
+static void loop_free(void *data)
+{
+    struct rdma_loop *rl = data;
+    struct rdma_cq *q = rl->cqs;
+    while (q) {
+        struct rdma_cq *next = q->next;
+        if (q->unacked)
+            ibv_ack_cq_events(q->cq, q->unacked);
+        ibv_destroy_cq(q->cq);
+        ibv_destroy_comp_channel(q->cc);
+        free(q);
+        q = next;
+    }
+    free(rl->qps);
+    free(rl);
+}
+
+struct rdma_loop *rill__rdma_loop(struct rill_loop *loop)
+{
+    struct rdma_loop *rl = rill__loop_ext(loop, RILL__LOOP_EXT_RDMA);
+    if (rl)
+        return rl;
+    rl = calloc(1, sizeof(*rl));
+    if (!rl)
+        return NULL;
+    rl->loop = loop;
+    rill_list_init(&rl->dirty);
+    rill__loop_set_ext(loop, RILL__LOOP_EXT_RDMA, rl, loop_free);
+    return rl;
+}

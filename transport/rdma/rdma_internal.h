@@ -1,0 +1,284 @@
+/* Private to the RDMA transport and the bootstraps that create its channels.
+ *
+ * Pieces (one file each):
+ *   rdma_dev.c      devices: one protection domain per device per process,
+ *                   every chunk of the rill allocator registered with it
+ *                   (allocator hook); per loop and device a completion queue
+ *                   with its completion channel in the loop's epoll (or
+ *                   polled: busy-poll); the loop's table qp_num -> channel
+ *   rdma_channel.c  RC channels: connection management (rdma_cm), the receive
+ *                   ring, sends with credits, fragmentation and rendezvous
+ *   rdma_server.c   listening channels (rdma_cm listen, connect requests)
+ *   rdma_onesided.c exposed regions, RDMA READ / WRITE for users
+ *
+ * Wire protocol: every message is a SEND (or WRITE) with immediate data:
+ *   bits 28-31  type (MSG_*)
+ *   bits 0-15   receive credits returned to the peer (DATA, CREDIT, RNDV,
+ *               RNDV_DONE, FIN); bits 0-23 the user's value for USER_IMM
+ * DATA carries stream bytes (at most the peer's receive size), RNDV a
+ * descriptor of a registered buffer the peer READs, then RNDV_DONE goes
+ * back; FIN ends our output (the peer sees end of input); CREDIT carries
+ * only credits. Each message consumes one posted receive at the peer: a
+ * sender never posts more than its credits; the last credit only goes on a
+ * message that also returns credits, so the two sides can always unblock
+ * each other (the Sockets Direct Protocol rule).
+ *
+ * The connect exchange carries struct rdma_hello (private data) both ways;
+ * a mismatch is rejected with struct rdma_reject. */
+#ifndef RILL_RDMA_INTERNAL_H
+#define RILL_RDMA_INTERNAL_H
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "channel/channel_internal.h"
+#include "rill/addr.h"
+#include "rill/list.h"
+#include "rill/rdma.h"
+
+#define RDMA_MAGIC   0x52494c52u /* "RILR" */
+#define RDMA_VERSION 1
+
+enum {
+    RMSG_DATA = 0,
+    RMSG_CREDIT = 1,
+    RMSG_RNDV = 2,
+    RMSG_RNDV_DONE = 3,
+    RMSG_FIN = 4,
+    RMSG_USER_IMM = 5,
+};
+#define IMM_TYPE(imm)    ((imm) >> 28)
+#define IMM_CREDITS(imm) ((imm)&0xffffu)
+#define IMM_MAKE(t, c)   (((uint32_t)(t) << 28) | ((c)&0xffffu))
+
+/* Private data of connect and accept (big-endian on the wire). */
+struct rdma_hello {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t flags;
+    uint16_t reserved;
+    uint32_t recv_depth; /* receives posted: the credits the peer starts with */
+    uint32_t recv_size;  /* bytes per receive: the largest SEND the peer may post */
+};
+#define RDMA_HELLO_SIZE 16
+
+/* Private data of a reject: why, for the other side's log. */
+#define RDMA_REJECT_TEXT 64
+struct rdma_reject {
+    uint32_t magic;
+    int32_t err; /* -errno */
+    char why[RDMA_REJECT_TEXT];
+};
+
+void rill__rdma_hello_encode(const struct rdma_hello *h, uint8_t out[RDMA_HELLO_SIZE]);
+/* 0, or -EPROTO with *why set when @p is not a compatible hello. */
+int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, const char **why);
+
+/* ---- devices (rdma_dev.c) ---- */
+
+/* One per device per process; never freed (registrations live as long as
+ * the allocator's chunks). */
+struct rdma_dev {
+    struct ibv_context *verbs;
+    struct ibv_pd *pd;
+    int hook_slot; /* allocator hook: chunk -> ibv_mr on pd */
+    struct ibv_device_attr attr;
+    uint32_t max_msg;
+    struct rdma_dev *next;
+};
+
+/* Thread: any. The device entry of @verbs, created on first use (PD,
+ * allocator hook). 0 or -errno. */
+int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out);
+
+/* Thread: any. lkey covering [p, p + len) for @dev: rill I/O memory (the
+ * allocator hook) or an exposed region; 0 when none. */
+bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
+
+struct rdma_ch;
+
+/* Per loop and device: the CQ its channels share. */
+struct rdma_cq {
+    struct rdma_loop *rl;
+    struct rdma_dev *dev;
+    struct ibv_comp_channel *cc;
+    struct ibv_cq *cq;
+    int cqe;             /* size */
+    int used;            /* entries reserved by live queue pairs */
+    struct rill_io io;   /* cc->fd */
+    unsigned unacked;    /* events to ack before destroying the CQ */
+    bool armed;          /* ibv_req_notify_cq done, waiting for an event */
+    bool polling;        /* the poller is added */
+    unsigned idle_polls; /* adaptive mode: empty polls in a row */
+    struct rill__loop_poller poller;
+    struct rdma_cq *next;
+};
+
+/* Per loop: the CQs and the qp_num -> channel table. */
+struct rdma_loop {
+    struct rill_loop *loop;
+    struct rdma_cq *cqs;
+    struct rdma_ch **qps; /* open addressing, key qpn; NULL empty, TOMB deleted */
+    unsigned qcap, qlen, qtomb;
+    struct rill_list dirty; /* channels with completions to act on */
+};
+
+/* Thread: loop thread. The loop's RDMA state, created on first use. */
+struct rdma_loop *rill__rdma_loop(struct rill_loop *loop);
+/* Thread: loop thread. The loop's CQ for @dev, created on first use and
+ * grown so that @entries more fit. 0 or -errno. */
+int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entries,
+                          struct rdma_cq **out);
+void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries);
+
+void rill__rdma_qp_add(struct rdma_loop *rl, struct rdma_ch *c);
+void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c);
+struct rdma_ch *rill__rdma_qp_find(struct rdma_loop *rl, uint32_t qpn);
+
+/* ---- channels (rdma_channel.c) ---- */
+
+/* A send work request in flight: what its completion finishes. */
+struct rdma_swr {
+    size_t bytes; /* outbound stream bytes it completes */
+    void *bounce; /* copy buffer to free (rill_alloc), or NULL */
+    size_t bounce_size;
+    struct rill_promise *done; /* one-sided operation, or NULL */
+    uint32_t kind;             /* IBV_WC_* expected, for errors */
+};
+
+/* Received and not yet delivered (auto-read off, or within a batch). */
+struct rdma_in {
+    struct rill_buf *buf; /* data, or NULL for an event */
+    uint32_t slot;        /* receive slot to refill at delivery, or UINT32_MAX */
+    uint32_t imm, len;    /* USER_IMM event */
+    bool fin;
+};
+
+struct rdma_op; /* queued one-sided operation (rdma_onesided.c) */
+
+struct rdma_ch {
+    struct rill_channel base; /* first: the core's part */
+    struct rdma_event_channel *ec;
+    struct rill_io ec_io;
+    struct rdma_cm_id *id;
+    struct rdma_dev *dev;
+    struct rdma_loop *rl;
+    struct rdma_cq *cq;
+    struct ibv_qp *qp;
+    uint32_t qpn, gen;
+    int cq_entries;
+
+    /* Parameters: ours and the peer's. */
+    uint32_t depth, rsize;           /* our receive ring */
+    uint32_t peer_depth, peer_rsize; /* the peer's */
+    uint32_t sq_depth, max_sge, max_inline;
+    size_t rndv_min;
+
+    /* Receive ring: slot i holds the buffer posted there (NULL: empty). */
+    struct rill_buf **rbuf;
+    struct rdma_in *inq; /* ring of received, undelivered */
+    uint32_t inq_cap, inq_head, inq_len;
+    uint32_t to_return; /* receives reposted, not yet advertised */
+    bool want_read;     /* deliver (auto-read, or one begin_read) */
+
+    /* Sends. */
+    int32_t credits; /* receives the peer has posted for us */
+    struct rdma_swr *swr;
+    uint64_t sq_posted, sq_done; /* work requests posted / completed */
+    uint32_t unsignaled;
+    size_t done_bytes;      /* completed, to advance in the dirty pass */
+    struct ibv_mr *rndv_mr; /* our buffer the peer is READing */
+    size_t rndv_bytes;
+    bool rndv_wait;             /* sent RNDV, waiting for RNDV_DONE */
+    bool send_done_pending;     /* owe the peer an RNDV_DONE */
+    bool fin_pending, fin_sent; /* shutdown_output asked / done */
+    struct rill_buf *rndv_in;   /* the peer's buffer being READ */
+    struct rill_rdma_desc rndv_desc;
+    uint64_t rndv_off;        /* bytes of it with a READ posted */
+    uint32_t rndv_reads_left; /* READ work requests of it not done */
+
+    struct rill_list ops; /* struct rdma_op waiting for send-queue room */
+
+    /* State. */
+    bool connecting, established, closed, peer_gone, input_done;
+    bool dirty_linked, in_dispatch;
+    bool is_child;
+    int fail; /* a fatal completion error, acted on in the dirty pass */
+    struct rill_list dirty;
+    struct rill_task read_task;
+    struct rill_addr local, remote;
+    struct rill_rdma_stats st;
+};
+
+static inline struct rdma_ch *rdma_ch(struct rill_channel *ch)
+{
+    return (struct rdma_ch *)ch;
+}
+
+extern const struct rill_transport_ops rill__rdma_ops;
+
+/* Thread: any. A client channel on @loop, to be connected with
+ * rill_channel_connect (rdma_cm resolves, connects, and the connect
+ * promise completes at ESTABLISHED). 0 or -errno (-ENODEV without RDMA). */
+int rill__rdma_channel_new(struct rill_loop *loop, struct rill_channel **out);
+
+/* Thread: the server's loop. A child for the connect request on @id (its
+ * event already acked; the id is moved to the child's own event channel
+ * here) with the peer's @hello, on @loop. The queue pair is made and the
+ * request accepted when the child registers on @loop. 0 or -errno (the
+ * caller rejects the request then). */
+int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, struct rdma_cm_id *id,
+                         const struct rdma_hello *hello, struct rill_channel **out);
+
+/* Thread: the channel's loop. Act on everything the completions of a poll
+ * batch left: deliver, advance, send, return credits. */
+void rill__rdma_ch_service(struct rdma_ch *c);
+/* Thread: the channel's loop. One work completion of this channel. */
+void rill__rdma_ch_completion(struct rdma_ch *c, const struct ibv_wc *wc);
+/* Post what can be posted now: queued one-sided ops, stream data, control. */
+void rill__rdma_ch_send(struct rdma_ch *c);
+
+/* wr_id: generation (32) | recv flag (1) | index (31). */
+#define WR_RECV             (1ull << 31)
+#define WR_ID(c, recv, idx) (((uint64_t)(c)->gen << 32) | ((recv) ? WR_RECV : 0) | (uint64_t)(idx))
+
+/* ---- one-sided (rdma_onesided.c) ---- */
+
+/* Thread: the channel's loop. Post queued ops while the send queue has
+ * room. */
+void rill__rdma_ops_post(struct rdma_ch *c);
+/* Thread: the channel's loop (close). Free every queued op; its promise
+ * goes to v[k++] (the caller fails them later) or, when @v is NULL, is
+ * released. Returns the new k. */
+size_t rill__rdma_ops_take(struct rdma_ch *c, struct rill_promise **v, size_t k);
+/* Queued ops (close sizes its array with it). */
+size_t rill__rdma_ops_count(const struct rdma_ch *c);
+/* Free slots in the send queue. */
+static inline uint32_t rill__rdma_sq_room(const struct rdma_ch *c)
+{
+    return c->sq_depth - (uint32_t)(c->sq_posted - c->sq_done);
+}
+/* rdma_swr.kind of a rendezvous READ (not a user's operation). */
+#define SWR_RNDV_READ 0x10000u
+/* Thread: the channel's loop. Post one work request (signalled) into the
+ * send ring with @done (may be NULL) to complete and @kind recorded. 0 or
+ * -errno (the channel then fails). */
+int rill__rdma_post_signaled(struct rdma_ch *c, struct ibv_send_wr *wr, struct rill_promise *done,
+                             uint32_t kind);
+
+/* ---- server (rdma_server.c) ---- */
+
+/* Thread: any. A listening channel on @loop; listen at once with
+ * rill__rdma_server_listen (errors and the real port known then). */
+int rill__rdma_server_new(struct rill_loop *loop, struct rill_channel **out);
+int rill__rdma_server_listen(struct rill_channel *server, const struct rill_addr *addr);
+bool rill__rdma_is_server(const struct rill_channel *ch);
+uint64_t rill__rdma_server_accepted(const struct rill_channel *server);
+
+/* The socket address family of an rdma:// address (AF_INET, AF_INET6) or
+ * -EAFNOSUPPORT. */
+int rill__rdma_family(const struct rill_addr *addr);
+
+#endif /* RILL_RDMA_INTERNAL_H */
