@@ -775,13 +775,17 @@ int rill_client_connect_addr(const struct rill_client_opts *o, const struct rill
         j->local = *o->local;
         j->has_local = true;
     }
+    /* The job may finish (and free itself) as soon as the connect starts:
+     * take the caller's reference first. */
+    struct rill_promise *f = rill_promise_retain(j->f);
     err = start_connect(j, loop);
     if (err) {
+        rill_promise_release(f);
         rill_promise_release(j->f);
         free(j);
         return err;
     }
-    *out = rill_promise_retain(j->f);
+    *out = f;
     return 0;
 }
 

@@ -26,12 +26,27 @@
 
 static __thread struct rill_loop *tls_loop;
 
+/* RILL_BUSY_POLL=on|adaptive|off sets the default, so a deployment (or a
+ * benchmark) can pick the mode without a rebuild. */
+enum rill_busy_poll rill__busy_poll_default(void)
+{
+    const char *v = getenv("RILL_BUSY_POLL");
+    if (!v)
+        return RILL_BUSY_POLL_OFF;
+    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
+        return RILL_BUSY_POLL_ON;
+    if (strcmp(v, "adaptive") == 0)
+        return RILL_BUSY_POLL_ADAPTIVE;
+    return RILL_BUSY_POLL_OFF;
+}
+
 void rill_loop_opts_init(struct rill_loop_opts *opts)
 {
     memset(opts, 0, sizeof(*opts));
     opts->name = "rill-loop";
     opts->cpu = -1;
     opts->max_events = 256;
+    opts->busy_poll = rill__busy_poll_default();
 }
 
 void rill_task_init(struct rill_task *t, rill_task_fn *fn, void *arg)

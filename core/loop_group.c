@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/loop_internal.h"
 #include "rill/error.h"
 #include "rill/future.h"
 #include "rill/log.h"
@@ -27,6 +28,7 @@ void rill_loop_group_opts_init(struct rill_loop_group_opts *opts)
 {
     memset(opts, 0, sizeof(*opts));
     opts->role = RILL_ROLE_WORKER;
+    opts->busy_poll = rill__busy_poll_default();
 }
 
 static void loop_terminated(struct rill_promise *p, void *arg)

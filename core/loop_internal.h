@@ -135,6 +135,9 @@ static inline void rill__loop_set_ext(struct rill_loop *loop, int slot, void *da
     loop->ext[slot].free = free_fn;
 }
 
+/* loop.c: the busy-poll mode RILL_BUSY_POLL names (off when unset). */
+enum rill_busy_poll rill__busy_poll_default(void);
+
 /* timer.c */
 void rill__timers_init(struct rill_timer_heap *h);
 void rill__timers_free(struct rill_timer_heap *h);

@@ -33,7 +33,8 @@ struct rill_loop_opts {
     int max_events;    /* epoll_wait batch size; default 256 */
     bool manual_clock; /* time moves only through rill_loop_advance_clock (tests) */
     /* Completion-queue transports (RDMA): how the loop learns about
-     * completions. */
+     * completions. The default is off, or what the environment variable
+     * RILL_BUSY_POLL says (on, adaptive, off). */
     enum rill_busy_poll {
         RILL_BUSY_POLL_OFF = 0,      /* completion events through epoll (default) */
         RILL_BUSY_POLL_ON = 1,       /* poll every iteration, never sleep: lowest latency */

@@ -25,8 +25,9 @@ struct rill_loop_group_opts {
     bool pin;         /* pin loop i to cpus[i % ncpus], or CPU i % nproc */
     const int *cpus;  /* optional CPU list for pinning (borrowed) */
     int ncpus;
-    int max_events;                /* per-loop epoll batch; 0: default */
-    enum rill_busy_poll busy_poll; /* for every loop (rill_loop_opts); default off */
+    int max_events; /* per-loop epoll batch; 0: default */
+    enum rill_busy_poll
+        busy_poll; /* for every loop (rill_loop_opts); default off or RILL_BUSY_POLL */
 };
 
 /* Thread: any. Defaults: one loop per CPU, worker role, no pinning. */
