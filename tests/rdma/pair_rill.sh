@@ -43,8 +43,8 @@ fi
 
 # client: retry each first connect while the server guest is not up yet
 run_client() { # PORT COUNT SIZE
-  local i
-  for i in $(seq 1 60); do
+
+  for _ in $(seq 1 60); do
     if timeout 120 "$bin/echo_client" --uri "rdma://$RXE_VM_PEER_IP:$1" --count "$2" --size "$3"; then
       echo "PASS rill echo_client rdma://$RXE_VM_PEER_IP:$1 $2 x $3 B"
       return 0
