@@ -437,12 +437,8 @@ static void on_cm(struct rill_io *io, uint32_t events)
 static void peer_disconnected(struct rdma_ch *c)
 {
     c->peer_gone = true;
-    if (!c->dirty_linked) {
-        c->dirty_linked = true;
-        rill_list_push_back(&c->rl->dirty, &c->dirty);
-    }
-    /* The CQ poller or the next completion event runs the service; make
-     * sure it runs even with nothing more to come. */
+    if (c->cq)
+        rill__rdma_cq_poll(c->cq); /* what arrived before the disconnect first */
     rill__rdma_ch_service(c);
 }
 
@@ -797,7 +793,6 @@ static void deliver(struct rdma_ch *c)
     if (!c->want_read || !c->inq_len || c->input_done)
         return;
     unsigned n = 0;
-    size_t bytes = 0;
     bool fin = false;
     uint32_t batch = c->inq_len; /* what arrived before this batch began */
     while (batch-- && c->inq_len && rill_channel_is_open(ch)) {
@@ -814,7 +809,6 @@ static void deliver(struct rdma_ch *c)
                 err = refill(c, e.slot);
                 c->to_return++;
             }
-            bytes += rill_buf_readable(e.buf);
             n++;
             rill__channel_fire_read(ch, rill_buf_msg(e.buf));
         } else {
@@ -832,10 +826,8 @@ static void deliver(struct rdma_ch *c)
     }
     if (!rill__channel_auto_read(ch))
         c->want_read = false; /* one batch per read request */
-    if (n && rill_channel_is_open(ch)) {
-        rill__channel_recv_record(ch, bytes, false);
+    if (n && rill_channel_is_open(ch))
         rill__channel_fire_read_complete(ch);
-    }
     if (fin && rill_channel_is_open(ch)) {
         c->input_done = true;
         rill__channel_input_shutdown(ch);

@@ -265,7 +265,7 @@ void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c)
 /* ---- completion queues ---- */
 
 /* Poll @q dry, then act on every channel that got completions. */
-static int cq_drain(struct rdma_cq *q)
+int rill__rdma_cq_poll(struct rdma_cq *q)
 {
     struct rdma_loop *rl = q->rl;
     struct ibv_wc wc[POLL_BATCH];
@@ -309,7 +309,7 @@ static void cq_arm(struct rdma_cq *q)
 static int cq_poller(struct rill__loop_poller *p)
 {
     struct rdma_cq *q = (struct rdma_cq *)((char *)p - offsetof(struct rdma_cq, poller));
-    int n = cq_drain(q);
+    int n = rill__rdma_cq_poll(q);
     if (n > 0) {
         q->idle_polls = 0;
         return n;
@@ -320,7 +320,7 @@ static int cq_poller(struct rill__loop_poller *p)
         q->polling = false;
         rill__loop_remove_poller(&q->poller);
         cq_arm(q);
-        return cq_drain(q);
+        return rill__rdma_cq_poll(q);
     }
     return 0;
 }
@@ -345,12 +345,12 @@ static void cq_on_event(struct rill_io *io, uint32_t events)
         q->polling = true;
         q->idle_polls = 0;
         rill__loop_add_poller(q->rl->loop, &q->poller);
-        cq_drain(q);
+        rill__rdma_cq_poll(q);
         return;
     }
-    cq_drain(q);
+    rill__rdma_cq_poll(q);
     cq_arm(q);
-    cq_drain(q);
+    rill__rdma_cq_poll(q);
 }
 
 static int cq_new(struct rdma_loop *rl, struct rdma_dev *dev, int cqe, struct rdma_cq **out)

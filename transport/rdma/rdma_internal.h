@@ -132,6 +132,10 @@ struct rdma_loop *rill__rdma_loop(struct rill_loop *loop);
 int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entries,
                           struct rdma_cq **out);
 void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries);
+/* Thread: loop thread. Poll @cq dry and act on what came (the CQ's event
+ * or poller does this; a channel calls it when it must see every
+ * completion so far, as at the peer's disconnect). Returns completions. */
+int rill__rdma_cq_poll(struct rdma_cq *cq);
 
 void rill__rdma_qp_add(struct rdma_loop *rl, struct rdma_ch *c);
 void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c);
