@@ -1056,6 +1056,12 @@ void rill__rdma_ch_send(struct rdma_ch *c)
     struct rill_channel *ch = &c->base;
     if (!c->established || c->closed || c->fail || !c->qp)
         return;
+    uint32_t want = c->depth / 4 ? c->depth / 4 : 1;
+    if (rill_list_empty(&c->ops) && !c->rndv_in && !c->send_done_pending && !c->fin_pending &&
+        c->to_return < want && rill__outbound_unposted_bytes(ch) == 0) {
+        rill__outbound_set_transport_full(ch, false);
+        return; /* nothing to post (the common call after a completion) */
+    }
     rill__rdma_ops_post(c);
     rndv_post_read(c);
     struct chain k;
@@ -1084,7 +1090,6 @@ void rill__rdma_ch_send(struct rdma_ch *c)
         add_control(c, &k, RMSG_FIN);
     }
     /* Credits to give back and nothing to carry them: say so alone. */
-    uint32_t want = c->depth / 4 ? c->depth / 4 : 1;
     if (!err && c->to_return >= want && c->credits >= 1 && rill__rdma_sq_room(c) > 0) {
         c->st.credit_msgs++;
         add_control(c, &k, RMSG_CREDIT);
