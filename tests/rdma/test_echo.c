@@ -308,3 +308,63 @@ Test(echo, paths_inline_fragmented_and_rendezvous)
     rt_collector_free(c);
     rt_no_regions();
 }
+
+/* RILL_OPT_RDMA_INLINE is the largest inline send ("capped by the
+ * device"): a larger device limit must not raise it. */
+static void inline_cap(int64_t limit, size_t small, size_t above)
+{
+    const char *ip = rt_ip();
+    struct rill_loop_group *g = rt_group("loop", 1);
+    char uri[RILL_ADDR_STRLEN];
+    rt_uri(uri, sizeof(uri), "rdma", ip, 0);
+    struct rill_server *srv = rt_server(g, NULL, uri, stats_child_init, NULL);
+    rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
+    struct rt_collector *c = rt_collector_new(4096);
+    struct rill_client_opts co;
+    rill_client_opts_init(&co);
+    co.group = g;
+    co.init = rt_collector_init;
+    co.arg = c;
+    rill_channel_opts_set(&co.opts, RILL_OPT_RDMA_INLINE, limit);
+    int err;
+    struct rill_channel *ch = rt_connect_opts(&co, uri, &err);
+    cr_assert_not_null(ch, "connect %s: %s", uri, rill_strerror(err));
+
+    struct rill_rdma_stats s0, s1, s2;
+    rt_stats(ch, &s0);
+    size_t got = 0;
+    if (small) {
+        rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(small, 0, 1)), NULL);
+        got += small;
+        cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == got));
+    }
+    rt_stats(ch, &s1);
+    rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(above, 0, 1)), NULL);
+    got += above;
+    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == got));
+    rt_stats(ch, &s2);
+    rt_stats_print("inline", &s2);
+    if (small)
+        cr_assert_eq(s1.sends_inline - s0.sends_inline, 1, "%zu B went inline (limit %lld)", small,
+                     (long long)limit);
+    cr_assert_eq(s2.sends_inline, s1.sends_inline,
+                 "%zu B went inline although RILL_OPT_RDMA_INLINE is %lld", above,
+                 (long long)limit);
+    cr_assert_eq(s2.sends_zero_copy - s1.sends_zero_copy, 1);
+
+    rt_close(ch);
+    rt_server_free(srv);
+    rt_group_free(g);
+    rt_collector_free(c);
+    rt_no_regions();
+}
+
+Test(echo, inline_option_caps_inline_sends)
+{
+    inline_cap(64, 64, 200);
+}
+
+Test(echo, inline_option_zero_sends_nothing_inline)
+{
+    inline_cap(0, 0, 16);
+}
