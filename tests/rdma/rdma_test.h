@@ -112,25 +112,71 @@ static inline int rt_wait_release(struct rill_promise *p)
     return r;
 }
 
+/* Test data: the stream with seed @seed has at offset @i the byte
+ * table[(i + seed * 7919) % RT_PERIOD] of a fixed pseudo-random table. The
+ * period is a prime near 1 MiB, so a piece of the stream that arrives at
+ * the wrong offset (reordered, repeated, dropped) does not match, and
+ * filling and checking are memcpy and memcmp: per-byte loops are slow in
+ * the emulated guest, more so under ASan. */
+#define RT_PERIOD 1048573u
+
+static uint8_t *rt__table;
+static pthread_once_t rt__table_once = PTHREAD_ONCE_INIT;
+
+static void rt__table_init(void)
+{
+    rt__table = malloc(RT_PERIOD);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (uint32_t i = 0; i < RT_PERIOD; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        rt__table[i] = (uint8_t)(x >> 24);
+    }
+}
+
+static inline const uint8_t *rt_table(void)
+{
+    pthread_once(&rt__table_once, rt__table_init);
+    return rt__table;
+}
+
+static inline uint32_t rt__start(uint64_t off, unsigned seed)
+{
+    return (uint32_t)((off + (uint64_t)seed * 7919u) % RT_PERIOD);
+}
+
 /* The byte at offset @i of the stream with seed @seed. */
 static inline uint8_t rt_pat(uint64_t i, unsigned seed)
 {
-    return (uint8_t)(i * 7 + (i >> 10) + (i >> 19) + seed * 13);
+    return rt_table()[rt__start(i, seed)];
 }
 
+/* @n bytes of the stream @seed from offset @off into @p. */
 static inline void rt_fill(uint8_t *p, size_t n, uint64_t off, unsigned seed)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] = rt_pat(off + i, seed);
+    const uint8_t *t = rt_table();
+    uint32_t at = rt__start(off, seed);
+    while (n) {
+        size_t k = RT_PERIOD - at < n ? RT_PERIOD - at : n;
+        memcpy(p, t + at, k);
+        p += k, n -= k, at = 0;
+    }
 }
 
 /* Offset of the first byte of @p (stream offset @off) that differs from
  * the pattern, or -1. */
 static inline ssize_t rt_check(const uint8_t *p, size_t n, uint64_t off, unsigned seed)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != rt_pat(off + i, seed))
-            return (ssize_t)i;
+    const uint8_t *t = rt_table();
+    uint32_t at = rt__start(off, seed);
+    size_t done = 0;
+    while (done < n) {
+        size_t k = RT_PERIOD - at < n - done ? RT_PERIOD - at : n - done;
+        if (memcmp(p + done, t + at, k) != 0)
+            for (size_t i = 0; i < k; i++)
+                if (p[done + i] != t[at + i])
+                    return (ssize_t)(done + i);
+        done += k, at = 0;
+    }
     return -1;
 }
 

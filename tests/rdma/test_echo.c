@@ -42,10 +42,19 @@ static size_t sizes(size_t *out)
     return n;
 }
 
-static uint64_t fnv(const uint8_t *p, size_t n)
+/* A digest of what arrived, eight bytes at a time (per-byte work is slow
+ * in the emulated guest). */
+static uint64_t digest(const uint8_t *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
+    uint64_t h = 1469598103934665603ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++)
         h = (h ^ p[i]) * 1099511628211ull;
     return h;
 }
@@ -181,7 +190,7 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
                          atomic_load(&c->reads));
         pthread_mutex_lock(&c->lock);
         ssize_t bad = rt_check(c->data, n, 0, seed);
-        out->digest[k] = fnv(c->data, n);
+        out->digest[k] = digest(c->data, n);
         pthread_mutex_unlock(&c->lock);
         cr_assert_eq(bad, -1, "%s: %zu B message differs at byte %zd", uri, n, bad);
         cr_assert(rill_channel_is_active(ch));
@@ -210,7 +219,7 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
         cr_assert_eq(atomic_load(&c->reads), BURST);
     pthread_mutex_lock(&c->lock);
     ssize_t bad = rt_check(c->data, total, 0, 99);
-    out->burst_digest = fnv(c->data, total);
+    out->burst_digest = digest(c->data, total);
     pthread_mutex_unlock(&c->lock);
     cr_assert_eq(bad, -1, "%s: the burst differs at byte %zd", uri, bad);
     cr_assert_eq(atomic_load(&c->exceptions), 0, "%s: error %s", uri,
@@ -344,13 +353,14 @@ static void inline_cap(int64_t limit, size_t small, size_t above)
     cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == got));
     rt_stats(ch, &s2);
     rt_stats_print("inline", &s2);
+    /* Expectations: the channel is closed cleanly whatever they find. */
     if (small)
-        cr_assert_eq(s1.sends_inline - s0.sends_inline, 1, "%zu B went inline (limit %lld)", small,
+        cr_expect_eq(s1.sends_inline - s0.sends_inline, 1, "%zu B went inline (limit %lld)", small,
                      (long long)limit);
-    cr_assert_eq(s2.sends_inline, s1.sends_inline,
+    cr_expect_eq(s2.sends_inline, s1.sends_inline,
                  "%zu B went inline although RILL_OPT_RDMA_INLINE is %lld", above,
                  (long long)limit);
-    cr_assert_eq(s2.sends_zero_copy - s1.sends_zero_copy, 1);
+    cr_expect_eq(s2.sends_zero_copy - s1.sends_zero_copy, 1);
 
     rt_close(ch);
     rt_server_free(srv);
