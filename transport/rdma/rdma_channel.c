@@ -230,7 +230,10 @@ static int qp_setup(struct rdma_ch *c)
     }
     c->qp = c->id->qp;
     c->qpn = c->qp->qp_num;
-    c->max_inline = qa.cap.max_inline_data;
+    /* The provider may grant more inline room than asked: the option is the
+     * limit the user set. */
+    uint32_t want_inline = (uint32_t)rill__channel_opt(ch, RILL_OPT_RDMA_INLINE);
+    c->max_inline = qa.cap.max_inline_data < want_inline ? qa.cap.max_inline_data : want_inline;
     rill__rdma_qp_add(c->rl, c);
     c->rbuf = calloc(c->depth, sizeof(*c->rbuf));
     c->inq_cap = c->depth + 4;
@@ -853,6 +856,10 @@ void rill__rdma_ch_service(struct rdma_ch *c)
         c->done_bytes = 0;
         rill__outbound_advance(ch, n);
     }
+    /* RNDV_DONE and credits go out before the handlers run: one that closes
+     * the channel on what it got must not strand the sender. */
+    if (!c->closed && !c->fail && c->send_done_pending)
+        rill__rdma_ch_send(c);
     if (!c->closed && !c->fail)
         deliver(c);
     if (!c->closed && !c->fail)
@@ -865,8 +872,16 @@ void rill__rdma_ch_service(struct rdma_ch *c)
         return;
     }
     if (c->peer_gone && (c->inq_len == 0 || c->input_done)) {
-        /* Everything the peer sent is delivered: end of input, and the
-         * queue pair is gone both ways, so the channel closes. */
+        /* Everything the peer sent is delivered. A peer that went away
+         * with our data still in flight (posted and not acknowledged, or
+         * queued) did not close in order: a reset, as TCP's. Otherwise end
+         * of input, and as the queue pair is gone both ways, a close. */
+        bool lost =
+            c->sq_posted != c->sq_done || c->rndv_wait || rill__outbound_flushed_bytes(ch) > 0;
+        if (lost) {
+            rill__channel_close(ch, -ECONNRESET);
+            return;
+        }
         if (!c->input_done) {
             c->input_done = true;
             rill__channel_input_shutdown(ch);
@@ -1005,7 +1020,7 @@ static size_t add_data(struct rdma_ch *c, struct chain *k, int *err)
         nsge++;
     }
     struct ibv_send_wr *wr;
-    if (total <= c->max_inline) {
+    if (total && total <= c->max_inline) {
         wr = chain_add(c, k, RMSG_DATA, 0, total, NULL, 0);
         for (int i = 0; i < nsge; i++)
             wr->sg_list[i] = (struct ibv_sge){ .addr = (uintptr_t)iov[i].iov_base,
