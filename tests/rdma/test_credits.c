@@ -324,6 +324,10 @@ Test(credits, tiny_receive_depth_and_size_carry_mebibytes)
     int64_t v = 0;
     cr_assert_eq(rill_channel_get_option(ch, RILL_OPT_RDMA_RECV_DEPTH, &v), 0);
     cr_assert_eq(v, 4);
+    cr_assert_lt(rill_channel_set_option(ch, RILL_OPT_RDMA_RECV_DEPTH, 8), 0,
+                 "fixed once the queue pair exists");
+    cr_assert_eq(rill_channel_get_option(ch, RILL_OPT_RDMA_RECV_DEPTH, &v), 0);
+    cr_assert_eq(v, 4);
 
     /* Mixed sizes: inline, one receive, many receives, rendezvous. */
     const size_t sizes[] = { 1, 255, 256, 257, 1000, 4096, 65536, 100000, 300000, 700000 };

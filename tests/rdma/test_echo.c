@@ -378,3 +378,107 @@ Test(echo, inline_option_zero_sends_nothing_inline)
 {
     inline_cap(0, 0, 16);
 }
+
+/* ---- half-close: the client shuts its output, the server answers ---- */
+
+struct tally {
+    uint64_t bytes; /* loop thread only */
+};
+
+static void tally_read(struct rill_ctx *ctx, struct rill_msg *msg)
+{
+    struct tally *t = rill_ctx_state(ctx);
+    struct rill_buf *b = rill_buf_from_msg(msg);
+    if (b)
+        t->bytes += rill_buf_readable(b);
+    rill_msg_release(msg);
+}
+
+/* The answer is out: the server closes its side too. */
+static void tally_written(struct rill_promise *p, void *arg)
+{
+    struct rill_channel *ch = arg;
+    rill_channel_close(ch, NULL);
+    rill_channel_release(ch);
+}
+
+static void tally_user_event(struct rill_ctx *ctx, const struct rill_event *ev)
+{
+    struct tally *t = rill_ctx_state(ctx);
+    if (ev->type == RILL_EVENT_INPUT_SHUTDOWN) {
+        char out[32];
+        int n = snprintf(out, sizeof(out), "%llu", (unsigned long long)t->bytes);
+        struct rill_channel *ch = rill_ctx_channel(ctx);
+        struct rill_promise *p;
+        if (rill_promise_new(rill_channel_loop(ch), &p) == 0) {
+            rill_promise_add_listener(p, tally_written, rill_channel_retain(ch));
+            rill_ctx_write_and_flush(ctx, rill_buf_msg(rt_copy(out, (size_t)n)), p);
+            rill_promise_release(p);
+        }
+        return;
+    }
+    rill_ctx_fire_user_event(ctx, ev);
+}
+
+static const struct rill_handler tally_handler = {
+    .name = "tally",
+    .ctx_size = sizeof(struct tally),
+    .read = tally_read,
+    .user_event = tally_user_event,
+};
+
+static int tally_init(struct rill_channel *ch, void *arg)
+{
+    return rill_pipeline_add_last(rill_channel_pipeline(ch), "tally", &tally_handler, NULL);
+}
+
+static void half_close(const char *scheme, const char *ip)
+{
+    struct rill_loop_group *g = rt_group("loop", 2);
+    struct rill_channel_opts o;
+    rill_channel_opts_init(&o);
+    rill_channel_opts_set(&o, RILL_OPT_ALLOW_HALF_CLOSURE, 1);
+    char uri[RILL_ADDR_STRLEN];
+    rt_uri(uri, sizeof(uri), scheme, ip, 0);
+    struct rill_server *srv = rt_server_opts(g, NULL, uri, tally_init, NULL, &o);
+    rt_uri(uri, sizeof(uri), scheme, ip, rt_server_port(srv));
+    struct rt_collector *c = rt_collector_new(64);
+    struct rill_channel *ch = rt_connect(g, uri, rt_collector_init, c);
+    cr_assert_eq(rill_addr_port(rill_channel_remote_addr(ch)), rt_server_port(srv));
+    cr_assert_not_null(rill_channel_local_addr(ch));
+
+    const size_t n = 300000; /* SENDs and a rendezvous before the FIN */
+    rill_channel_write(ch, rill_buf_msg(rt_pattern(1000, 0, 1)), NULL);
+    rill_channel_write(ch, rill_buf_msg(rt_pattern(n - 1000, 1000, 1)), NULL);
+    rill_channel_flush(ch);
+    struct rill_promise *p = rt_promise();
+    rill_channel_shutdown_output(ch, p);
+    int rc = rt_wait_release(p);
+    cr_assert_eq(rc, 0, "%s: shutdown_output: %s", scheme, rill_strerror(rc));
+    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == 6), "%s: the answer came (%zu B)", scheme,
+              atomic_load(&c->got));
+    cr_assert_eq(memcmp(c->data, "300000", 6), 0, "%s: the server counted %.6s B", scheme,
+                 (const char *)c->data);
+    p = rt_promise();
+    rill_channel_write_and_flush(ch, rill_buf_msg(rt_copy("late", 4)), p);
+    rc = rt_wait_release(p);
+    /* -EPIPE, or RILL_ECLOSED when the server's close came first. */
+    cr_assert(rc == -EPIPE || rc == RILL_ECLOSED, "%s: a write after shutdown_output: %s", scheme,
+              rill_strerror(rc));
+    /* The server closed after its answer: the client's channel closes. */
+    cr_assert(RT_EVENTUALLY(atomic_load(&c->inactive) == 1), "%s: the server's close arrived",
+              scheme);
+    rt_close(ch);
+    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
+    rt_server_free(srv);
+    rt_group_free(g);
+    rt_collector_free(c);
+    rt_no_regions();
+}
+
+Test(echo, half_close_over_tcp_and_rdma)
+{
+    const char *ip = rt_ip();
+    half_close("tcp", "127.0.0.1");
+    half_close("rdma", ip);
+}
