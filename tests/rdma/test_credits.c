@@ -2,12 +2,11 @@
  * receiver has buffers posted, so a slow reader makes the writer
  * unwritable instead of failing (RNR) or queueing without bound.
  *
- * The slow reader is a server child with auto-read off that asks for one
- * read batch per timer tick. The client writes 64 KiB buffers like a
- * well-behaved application: while the channel is writable, resuming on
- * writability_changed. The test checks the data (byte for byte, in order),
- * that the client went unwritable, that its pending bytes stayed under the
- * high watermark plus one write, that no error happened, and that the
+ * The slow reader is a server child with auto-read off and 16 receive
+ * buffers that asks for one read batch per 25 ms timer tick. The client writes 64 KiB buffers like
+ * a well-behaved application: while the channel is writable, resuming on writability_changed. The
+ * test checks the data (byte for byte, in order), that the client went unwritable, that its pending
+ * bytes stayed under the high watermark plus one write, that no error happened, and that the
  * transport counted credit stalls and credit messages.
  *
  * Then the smallest receive settings (4 buffers of 256 B) still carry a
@@ -208,11 +207,15 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     const char *ip = rt_ip();
     uint64_t t0 = rill_clock_now_ns();
     struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
-    struct reader r = { .tick_ns = 5 * RILL_NS_PER_MS };
+    /* At most 16 receive buffers (256 KiB) per 25 ms tick: about 10 MB/s,
+     * slower than the device even in the emulated guest, so the writer
+     * must wait for credits every tick. */
+    struct reader r = { .tick_ns = 25 * RILL_NS_PER_MS };
     atomic_store(&r.bad_at, -1);
     struct rill_channel_opts child;
     rill_channel_opts_init(&child);
     rill_channel_opts_set(&child, RILL_OPT_AUTO_READ, 0);
+    rill_channel_opts_set(&child, RILL_OPT_RDMA_RECV_DEPTH, 16);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
     struct rill_server *srv = rt_server_opts(boss, workers, uri, reader_init, &r, &child);
