@@ -468,6 +468,8 @@ static void half_close(const char *scheme, const char *ip)
     /* The server closed after its answer: the client's channel closes. */
     cr_assert(RT_EVENTUALLY(atomic_load(&c->inactive) == 1), "%s: the server's close arrived",
               scheme);
+    cr_assert_eq(rill_channel_close_reason(ch), 0, "%s: an orderly close is no error: %s", scheme,
+                 rill_strerror(rill_channel_close_reason(ch)));
     rt_close(ch);
     cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
     rt_server_free(srv);
