@@ -141,8 +141,7 @@ static int client_init(struct rill_channel *ch, void *arg)
 /* The printable prefix of @p (the buffer holds a C string padded with zeros). */
 static int printable(const char *p, size_t len)
 {
-    size_t n = strnlen(p, len);
-    return (int)n;
+    return (int)strnlen(p, len);
 }
 
 /* READ the server's buffer in growing pieces into @local. Returns 0 when
