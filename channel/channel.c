@@ -443,6 +443,8 @@ void rill__channel_close_p(struct rill_channel *ch, int reason, struct rill_prom
         RILL_DEBUGF("channel %" PRIu64 ": closing: %s", ch->id, rill_strerror(reason));
     int fail = reason < 0 ? reason : RILL_ECLOSED;
     rill__channel_connect_abort(ch, fail);
+    if (ch->ops->drain && ch->registered)
+        ch->ops->drain(ch);
     ch->ops->close(ch);
     rill__outbound_fail_all(ch, fail);
     if (ch->shutdown_promise) {

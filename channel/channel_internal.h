@@ -120,6 +120,13 @@ struct rill_transport_ops {
      * (-EOPNOTSUPP). */
     int (*shutdown_output)(struct rill_channel *ch);
 
+    /* The channel starts closing (it is no longer open; new writes fail):
+     * report with rill__outbound_advance what the transport has already
+     * finished but not yet reported (completions not yet polled), so those
+     * writes succeed rather than fail with the close. Write listeners may
+     * run. Called once, before close, for registered channels. May be NULL. */
+    void (*drain)(struct rill_channel *ch);
+
     /* Close the connection now and release the fd / QP; stop every
      * watcher and abort a connect in progress. Synchronous, called exactly
      * once (also for a channel that was never registered or never

@@ -287,10 +287,13 @@ static void rt_col_read(struct rill_ctx *ctx, struct rill_msg *msg)
         if (c->data && at < c->cap)
             rill_buf_get_bytes(b, rill_buf_reader_index(b), c->data + at,
                                n < c->cap - at ? n : c->cap - at);
+        /* reads first: a test that sees the bytes must see the read too */
+        atomic_fetch_add(&c->reads, 1);
         atomic_store(&c->got, at + n);
         pthread_mutex_unlock(&c->lock);
+    } else {
+        atomic_fetch_add(&c->reads, 1);
     }
-    atomic_fetch_add(&c->reads, 1);
     rill_msg_release(msg);
 }
 

@@ -172,7 +172,10 @@ check_rxe_open() {
     result rxe_open 1 "$bin not built (configure with RDMA enabled and build first)"
     return
   fi
-  RXE_VM_DEV=$dev RXE_VM_GID_INDEX=$gidx t "$bin" >"$out" 2>&1
+  # stdbuf preloads its library ahead of a sanitizer runtime: let ASan
+  # builds of the check start anyway.
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+    RXE_VM_DEV=$dev RXE_VM_GID_INDEX=$gidx t "$bin" >"$out" 2>&1
   rc=$?
   show_if "$((rc != 0))" rxe_open "$out"
   if ((rc == 0)); then

@@ -481,6 +481,20 @@ static int ch_shutdown_output(struct rill_channel *ch)
     return 0;
 }
 
+/* Sends the device finished before the close succeed, not fail with it. */
+static void ch_drain(struct rill_channel *ch)
+{
+    struct rdma_ch *c = rdma_ch(ch);
+    if (!c->qp || !c->cq)
+        return;
+    rill__rdma_cq_take_own(c->cq, c);
+    if (c->done_bytes) {
+        size_t n = c->done_bytes;
+        c->done_bytes = 0;
+        rill__outbound_advance(ch, n);
+    }
+}
+
 static void fail_promises_task(void *arg)
 {
     struct rill_promise **v = arg;
@@ -599,6 +613,7 @@ const struct rill_transport_ops rill__rdma_ops = {
     .stop_read = ch_stop_read,
     .write = ch_write,
     .shutdown_output = ch_shutdown_output,
+    .drain = ch_drain,
     .close = ch_close,
     .destroy = ch_destroy,
     .set_option = ch_set_option,
@@ -1014,11 +1029,12 @@ static size_t add_data(struct rdma_ch *c, struct chain *k, int *err)
         if (take > c->peer_rsize - total)
             take = c->peer_rsize - total;
         iov[i].iov_len = take;
-        if (registered && !rill__rdma_lkey(c->dev, iov[i].iov_base, take, &lkeys[i]))
-            registered = false;
         total += take;
         nsge++;
     }
+    /* Inline sends need no keys; others look them up once. */
+    for (int i = 0; total > c->max_inline && i < nsge && registered; i++)
+        registered = rill__rdma_lkey(c->dev, iov[i].iov_base, iov[i].iov_len, &lkeys[i]);
     struct ibv_send_wr *wr;
     if (total && total <= c->max_inline) {
         wr = chain_add(c, k, RMSG_DATA, 0, total, NULL, 0);

@@ -264,28 +264,42 @@ void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c)
 
 /* ---- completion queues ---- */
 
+static void dispatch(struct rdma_loop *rl, const struct ibv_wc *wc, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct rdma_ch *c = rill__rdma_qp_find(rl, wc[i].qp_num);
+        if (!c || (uint32_t)(wc[i].wr_id >> 32) != c->gen)
+            continue; /* a queue pair closed meanwhile: its buffers are gone */
+        rill__rdma_ch_completion(c, &wc[i]);
+        if (!c->dirty_linked && !c->closed) {
+            c->dirty_linked = true;
+            rill_list_push_back(&rl->dirty, &c->dirty);
+        }
+    }
+}
+
 /* Poll @q dry, then act on every channel that got completions. */
 int rill__rdma_cq_poll(struct rdma_cq *q)
 {
     struct rdma_loop *rl = q->rl;
     struct ibv_wc wc[POLL_BATCH];
     int total = 0;
+    if (q->nstash) {
+        struct ibv_wc *v = q->stash;
+        unsigned n = q->nstash;
+        q->stash = NULL;
+        q->nstash = q->capstash = 0;
+        dispatch(rl, v, (int)n);
+        free(v);
+        total += (int)n;
+    }
     for (;;) {
         int n = ibv_poll_cq(q->cq, POLL_BATCH, wc);
         if (n < 0) {
             RILL_ERROR("rdma: ibv_poll_cq failed: %d", n);
             break;
         }
-        for (int i = 0; i < n; i++) {
-            struct rdma_ch *c = rill__rdma_qp_find(rl, wc[i].qp_num);
-            if (!c || (uint32_t)(wc[i].wr_id >> 32) != c->gen)
-                continue; /* a queue pair closed meanwhile: its buffers are gone */
-            rill__rdma_ch_completion(c, &wc[i]);
-            if (!c->dirty_linked) {
-                c->dirty_linked = true;
-                rill_list_push_back(&rl->dirty, &c->dirty);
-            }
-        }
+        dispatch(rl, wc, n);
         total += n;
         if (n < POLL_BATCH)
             break;
@@ -297,6 +311,46 @@ int rill__rdma_cq_poll(struct rdma_cq *q)
         rill__rdma_ch_service(c);
     }
     return total;
+}
+
+static void stash_task(void *arg)
+{
+    struct rdma_cq *q = arg;
+    q->stash_queued = false;
+    rill__rdma_cq_poll(q);
+}
+
+void rill__rdma_cq_take_own(struct rdma_cq *q, struct rdma_ch *c)
+{
+    struct ibv_wc wc[POLL_BATCH];
+    for (;;) {
+        int n = ibv_poll_cq(q->cq, POLL_BATCH, wc);
+        for (int i = 0; i < n; i++) {
+            if (wc[i].qp_num == c->qpn && (uint32_t)(wc[i].wr_id >> 32) == c->gen) {
+                rill__rdma_ch_completion(c, &wc[i]);
+                continue;
+            }
+            if (q->nstash == q->capstash) {
+                unsigned cap = q->capstash ? q->capstash * 2 : 64;
+                struct ibv_wc *v = realloc(q->stash, cap * sizeof(*v));
+                if (!v) {
+                    RILL_ERROR("rdma: out of memory keeping completions: one is lost");
+                    continue;
+                }
+                q->stash = v;
+                q->capstash = cap;
+            }
+            q->stash[q->nstash++] = wc[i];
+        }
+        if (n < POLL_BATCH)
+            break;
+    }
+    if (q->nstash && !q->stash_queued) {
+        q->stash_queued = true;
+        rill_task_init(&q->stash_task, stash_task, q);
+        if (rill_loop_post(q->rl->loop, &q->stash_task) != 0)
+            q->stash_queued = false;
+    }
 }
 
 static void cq_arm(struct rdma_cq *q)
@@ -448,6 +502,7 @@ static void loop_free(void *data)
         struct rdma_cq *next = q->next;
         if (q->unacked)
             ibv_ack_cq_events(q->cq, q->unacked);
+        free(q->stash);
         ibv_destroy_cq(q->cq);
         ibv_destroy_comp_channel(q->cc);
         free(q);

@@ -113,6 +113,12 @@ struct rdma_cq {
     bool polling;        /* the poller is added */
     unsigned idle_polls; /* adaptive mode: empty polls in a row */
     struct rill__loop_poller poller;
+    /* Completions of other queue pairs taken off while one channel closed
+     * (rill__rdma_cq_take_own): acted on at the next poll, from a task. */
+    struct ibv_wc *stash;
+    unsigned nstash, capstash;
+    bool stash_queued;
+    struct rill_task stash_task;
     struct rdma_cq *next;
 };
 
@@ -136,6 +142,9 @@ void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries);
  * or poller does this; a channel calls it when it must see every
  * completion so far, as at the peer's disconnect). Returns completions. */
 int rill__rdma_cq_poll(struct rdma_cq *cq);
+/* Thread: loop thread. Take @c's completions off @cq now (a closing
+ * channel), keeping the others' for the next poll. */
+void rill__rdma_cq_take_own(struct rdma_cq *cq, struct rdma_ch *c);
 
 void rill__rdma_qp_add(struct rdma_loop *rl, struct rdma_ch *c);
 void rill__rdma_qp_del(struct rdma_loop *rl, struct rdma_ch *c);
