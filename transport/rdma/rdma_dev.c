@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,12 +93,20 @@ int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, con
 static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rdma_dev *devs;
 
+/* A chunk the device cannot register (the device went away, the pinned
+ * memory limit) still serves allocations: its buffers are not zero-copy on
+ * that device (sends copy, receives fail), instead of every allocation in
+ * the process failing. */
 static int chunk_reg(void *arg, void *base, size_t len, void **handle)
 {
     struct rdma_dev *d = arg;
     struct ibv_mr *mr = ibv_reg_mr(d->pd, base, len, IBV_ACCESS_LOCAL_WRITE);
-    if (!mr)
-        return errno ? -errno : -ENOMEM;
+    if (!mr) {
+        static _Atomic bool warned;
+        if (!atomic_exchange(&warned, true))
+            RILL_WARN("rdma: cannot register %zu bytes of I/O memory with %s: %s", len,
+                      ibv_get_device_name(d->verbs->device), rill_strerror(-errno));
+    }
     *handle = mr;
     return 0;
 }
@@ -105,7 +114,8 @@ static int chunk_reg(void *arg, void *base, size_t len, void **handle)
 static void chunk_dereg(void *arg, void *base, size_t len, void *handle)
 {
     (void)arg, (void)base, (void)len;
-    ibv_dereg_mr(handle);
+    if (handle)
+        ibv_dereg_mr(handle);
 }
 
 int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
