@@ -206,7 +206,7 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
 {
     const char *ip = rt_ip();
     uint64_t t0 = rill_clock_now_ns();
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     /* At most 16 receive buffers (256 KiB) per 25 ms tick: about 10 MB/s,
      * slower than the device even in the emulated guest, so the writer
      * must wait for credits every tick. */
@@ -218,10 +218,10 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     rill_channel_opts_set(&child, RILL_OPT_RDMA_RECV_DEPTH, 16);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server_opts(boss, workers, uri, reader_init, &r, &child);
+    struct rill_server *srv = tx_server_opts(boss, workers, uri, reader_init, &r, &child);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
 
-    struct pump p = { .total = (uint64_t)32 << 20, .last = rt_promise() };
+    struct pump p = { .total = (uint64_t)32 << 20, .last = tx_promise(NULL) };
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = workers;
@@ -230,7 +230,7 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     rill_channel_opts_set(&co.opts, RILL_OPT_WRITE_HIGH_WATER, (int64_t)HIGH_WATER);
     rill_channel_opts_set(&co.opts, RILL_OPT_WRITE_LOW_WATER, (int64_t)LOW_WATER);
     int err;
-    struct rill_channel *ch = rt_connect_opts(&co, uri, &err);
+    struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
     cr_assert_not_null(ch, "connect %s: %s", uri, rill_strerror(err));
     cr_assert(rill_channel_is_rdma(ch));
 
@@ -254,7 +254,7 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
                  (unsigned long long)atomic_load(&r.received), (unsigned long long)p.total);
     cr_assert_eq(atomic_load(&r.bad_at), -1, "the stream differs at byte %lld",
                  (long long)atomic_load(&r.bad_at));
-    int rc = rt_wait_release(p.last);
+    int rc = tx_wait_release(p.last);
     cr_assert_eq(rc, 0, "the last write: %s", rill_strerror(rc));
     double secs = (double)(rill_clock_now_ns() - t0) / 1e9;
 
@@ -289,12 +289,12 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     cr_assert_gt(sum.credit_msgs, 0, "credits went back in explicit credit messages");
     cr_assert_geq(ss.recvs, (p.total + (16u << 10) - 1) / (16u << 10) / 2);
 
-    rt_close(ch);
-    cr_assert(RT_EVENTUALLY(atomic_load(&r.inactive) == 1), "the child saw the close");
+    tx_close(ch);
+    cr_assert(TX_EVENTUALLY(atomic_load(&r.inactive) == 1), "the child saw the close");
     rill_channel_release(child_ch);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
     rt_no_regions();
 }
 
@@ -303,26 +303,26 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
 Test(credits, tiny_receive_depth_and_size_carry_mebibytes)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct rill_channel_opts o;
     rill_channel_opts_init(&o);
     rill_channel_opts_set(&o, RILL_OPT_RDMA_RECV_DEPTH, 4);
     rill_channel_opts_set(&o, RILL_OPT_RDMA_RECV_SIZE, 256);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server_opts(boss, workers, uri, rt_echo_init, NULL, &o);
+    struct rill_server *srv = tx_server_opts(boss, workers, uri, tx_echo_init, NULL, &o);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
 
     const size_t total_max = (size_t)3 << 20;
-    struct rt_collector *c = rt_collector_new(total_max);
+    struct tx_collector *c = tx_collector_new(total_max);
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = workers;
-    co.init = rt_collector_init;
+    co.init = tx_collector_init;
     co.arg = c;
     co.opts = o;
     int err;
-    struct rill_channel *ch = rt_connect_opts(&co, uri, &err);
+    struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
     cr_assert_not_null(ch, "connect %s: %s", uri, rill_strerror(err));
     int64_t v = 0;
     cr_assert_eq(rill_channel_get_option(ch, RILL_OPT_RDMA_RECV_DEPTH, &v), 0);
@@ -344,7 +344,7 @@ Test(credits, tiny_receive_depth_and_size_carry_mebibytes)
                 break;
             if (last)
                 rill_promise_release(last);
-            last = rt_promise();
+            last = tx_promise(NULL);
             rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(n, total, SEED)), last);
             total += n;
         }
@@ -356,7 +356,7 @@ Test(credits, tiny_receive_depth_and_size_carry_mebibytes)
     cr_assert_eq(atomic_load(&c->got), total, "%zu of %zu B came back (channel %s, error %s)",
                  atomic_load(&c->got), total, rill_channel_is_active(ch) ? "open" : "closed",
                  rill_strerror(atomic_load(&c->last_error)));
-    cr_assert_eq(rt_wait_release(last), 0);
+    cr_assert_eq(tx_wait_release(last), 0);
     pthread_mutex_lock(&c->lock);
     ssize_t bad = rt_check(c->data, total, 0, SEED);
     pthread_mutex_unlock(&c->lock);
@@ -369,10 +369,10 @@ Test(credits, tiny_receive_depth_and_size_carry_mebibytes)
             (double)(rill_clock_now_ns() - t0) / 1e9);
     cr_assert_gt(s.recvs, 1000, "256 B receives: many of them");
 
-    rt_close(ch);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
-    rt_collector_free(c);
+    tx_close(ch);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
+    tx_collector_free(c);
     rt_no_regions();
 }

@@ -91,20 +91,20 @@ static int add_framing(struct rill_pipeline *pl)
 static int raw_child_init(struct rill_channel *ch, void *arg)
 {
     note_child(arg, ch);
-    return rt_echo_init(ch, NULL);
+    return tx_echo_init(ch, NULL);
 }
 
 static int framed_child_init(struct rill_channel *ch, void *arg)
 {
     note_child(arg, ch);
     int rc = add_framing(rill_channel_pipeline(ch));
-    return rc ? rc : rt_echo_init(ch, NULL);
+    return rc ? rc : tx_echo_init(ch, NULL);
 }
 
 static int framed_client_init(struct rill_channel *ch, void *arg)
 {
     int rc = add_framing(rill_channel_pipeline(ch));
-    return rc ? rc : rt_collector_init(ch, arg);
+    return rc ? rc : tx_collector_init(ch, arg);
 }
 
 /* ---- messages ---- */
@@ -151,21 +151,21 @@ struct run {
 static void echo_body(const char *scheme, const char *ip, bool framed, struct run *out)
 {
     uint64_t t0 = rill_clock_now_ns();
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct side side = { 0 };
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), scheme, ip, 0);
     struct rill_server *srv =
-        rt_server(boss, workers, uri, framed ? framed_child_init : raw_child_init, &side);
+        tx_server(boss, workers, uri, framed ? framed_child_init : raw_child_init, &side);
     rt_uri(uri, sizeof(uri), scheme, ip, rt_server_port(srv));
 
-    struct rt_collector *c = rt_collector_new(MAX_MSG + 1);
+    struct tx_collector *c = tx_collector_new(MAX_MSG + 1);
     struct rill_channel *ch =
-        rt_connect(workers, uri, framed ? framed_client_init : rt_collector_init, c);
+        tx_connect(workers, uri, framed ? framed_client_init : tx_collector_init, c);
     bool rdma = strcmp(scheme, "rdma") == 0;
     cr_assert_str_eq(rill_channel_transport(ch), rdma ? "rdma" : "tcp");
     cr_assert_eq(rill_channel_is_rdma(ch), rdma);
-    cr_assert(RT_EVENTUALLY(atomic_load(&side.children) == 1));
+    cr_assert(TX_EVENTUALLY(atomic_load(&side.children) == 1));
     cr_assert_eq(atomic_load(rdma ? &side.rdma_children : &side.tcp_children), 1,
                  "the accepted channel is %s", rdma ? "rdma" : "tcp");
 
@@ -174,12 +174,12 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
     for (size_t k = 0; k < out->n; k++) {
         size_t n = sz[k];
         unsigned seed = (unsigned)k;
-        rt_collector_reset(c);
-        struct rill_promise *p = rt_promise();
+        tx_collector_reset(c);
+        struct rill_promise *p = tx_promise(NULL);
         rill_channel_write_and_flush(ch, rill_buf_msg(message(n, 0, seed, (int)(k % 3))), p);
-        cr_assert(RT_EVENTUALLY(atomic_load(&c->got) >= n), "%s: %zu B message: %zu B came back",
+        cr_assert(TX_EVENTUALLY(atomic_load(&c->got) >= n), "%s: %zu B message: %zu B came back",
                   uri, n, atomic_load(&c->got));
-        int rc = rt_wait_release(p);
+        int rc = tx_wait_release(p);
         cr_assert_eq(rc, 0, "%s: the write of %zu B: %s", uri, n, rill_strerror(rc));
         /* Nothing more may come. */
         usleep(n > 65536 ? 2000 : 200);
@@ -197,13 +197,13 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
     }
 
     /* A burst written without waiting: one stream, in order. */
-    rt_collector_reset(c);
+    tx_collector_reset(c);
     size_t total = 0;
     struct rill_promise *last = NULL;
     for (int i = 0; i < BURST; i++) {
         size_t n = (size_t)(i * 7919) % 70000 + 1;
         if (i == BURST - 1)
-            last = rt_promise();
+            last = tx_promise(NULL);
         rill_channel_write(ch, rill_buf_msg(message(n, total, 99, i % 3)), last);
         if (i % 10 == 9)
             rill_channel_flush(ch);
@@ -211,9 +211,9 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
     }
     rill_channel_flush(ch);
     cr_assert_leq(total, MAX_MSG + 1);
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) >= total), "%s: burst: %zu of %zu B", uri,
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) >= total), "%s: burst: %zu of %zu B", uri,
               atomic_load(&c->got), total);
-    cr_assert_eq(rt_wait_release(last), 0);
+    cr_assert_eq(tx_wait_release(last), 0);
     cr_assert_eq(atomic_load(&c->got), total);
     if (framed)
         cr_assert_eq(atomic_load(&c->reads), BURST);
@@ -225,14 +225,14 @@ static void echo_body(const char *scheme, const char *ip, bool framed, struct ru
     cr_assert_eq(atomic_load(&c->exceptions), 0, "%s: error %s", uri,
                  rill_strerror(atomic_load(&c->last_error)));
 
-    rt_close(ch);
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->inactive) == 1));
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0),
+    tx_close(ch);
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->inactive) == 1));
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0),
               "%s: the peer's close closes the child", uri);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
-    rt_collector_free(c);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
+    tx_collector_free(c);
     rt_no_regions();
     out->seconds = (double)(rill_clock_now_ns() - t0) / 1e9;
 }
@@ -272,19 +272,19 @@ Test(echo, framed_same_over_tcp_and_rdma)
 /* The transport's counters show the paths the sizes above must take. */
 static int stats_child_init(struct rill_channel *ch, void *arg)
 {
-    return rt_echo_init(ch, NULL);
+    return tx_echo_init(ch, NULL);
 }
 
 Test(echo, paths_inline_fragmented_and_rendezvous)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *g = rt_group("loop", 1);
+    struct rill_loop_group *g = tx_group("loop", 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(g, NULL, uri, stats_child_init, NULL);
+    struct rill_server *srv = tx_server(g, NULL, uri, stats_child_init, NULL);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
-    struct rt_collector *c = rt_collector_new(1 << 20);
-    struct rill_channel *ch = rt_connect(g, uri, rt_collector_init, c);
+    struct tx_collector *c = tx_collector_new(1 << 20);
+    struct rill_channel *ch = tx_connect(g, uri, tx_collector_init, c);
 
     struct rill_rdma_stats s0, s1;
     rt_stats(ch, &s0);
@@ -292,9 +292,9 @@ Test(echo, paths_inline_fragmented_and_rendezvous)
      * malloc (copied), 1 MiB pooled (rendezvous). */
     const size_t n[] = { 16, 40 << 10, 40 << 10, 1 << 20 };
     for (int i = 0; i < 4; i++) {
-        rt_collector_reset(c);
+        tx_collector_reset(c);
         rill_channel_write_and_flush(ch, rill_buf_msg(message(n[i], 0, (unsigned)i, i == 2)), NULL);
-        cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == n[i]), "%zu B: %zu came back", n[i],
+        cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == n[i]), "%zu B: %zu came back", n[i],
                   atomic_load(&c->got));
         pthread_mutex_lock(&c->lock);
         ssize_t bad = rt_check(c->data, n[i], 0, (unsigned)i);
@@ -311,10 +311,10 @@ Test(echo, paths_inline_fragmented_and_rendezvous)
     cr_assert_geq(s1.rndv_read - s0.rndv_read, 1, "the 1 MiB echo came back by rendezvous");
     cr_assert_gt(s1.recvs, s0.recvs);
 
-    rt_close(ch);
-    rt_server_free(srv);
-    rt_group_free(g);
-    rt_collector_free(c);
+    tx_close(ch);
+    tx_server_free(srv, true);
+    tx_group_free(g);
+    tx_collector_free(c);
     rt_no_regions();
 }
 
@@ -323,20 +323,20 @@ Test(echo, paths_inline_fragmented_and_rendezvous)
 static void inline_cap(int64_t limit, size_t small, size_t above)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *g = rt_group("loop", 1);
+    struct rill_loop_group *g = tx_group("loop", 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(g, NULL, uri, stats_child_init, NULL);
+    struct rill_server *srv = tx_server(g, NULL, uri, stats_child_init, NULL);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
-    struct rt_collector *c = rt_collector_new(4096);
+    struct tx_collector *c = tx_collector_new(4096);
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = g;
-    co.init = rt_collector_init;
+    co.init = tx_collector_init;
     co.arg = c;
     rill_channel_opts_set(&co.opts, RILL_OPT_RDMA_INLINE, limit);
     int err;
-    struct rill_channel *ch = rt_connect_opts(&co, uri, &err);
+    struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
     cr_assert_not_null(ch, "connect %s: %s", uri, rill_strerror(err));
 
     struct rill_rdma_stats s0, s1, s2;
@@ -345,12 +345,12 @@ static void inline_cap(int64_t limit, size_t small, size_t above)
     if (small) {
         rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(small, 0, 1)), NULL);
         got += small;
-        cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == got));
+        cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == got));
     }
     rt_stats(ch, &s1);
     rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(above, 0, 1)), NULL);
     got += above;
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == got));
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == got));
     rt_stats(ch, &s2);
     rt_stats_print("inline", &s2);
     /* Expectations: the channel is closed cleanly whatever they find. */
@@ -362,10 +362,10 @@ static void inline_cap(int64_t limit, size_t small, size_t above)
                  (long long)limit);
     cr_expect_eq(s2.sends_zero_copy - s1.sends_zero_copy, 1);
 
-    rt_close(ch);
-    rt_server_free(srv);
-    rt_group_free(g);
-    rt_collector_free(c);
+    tx_close(ch);
+    tx_server_free(srv, true);
+    tx_group_free(g);
+    tx_collector_free(c);
     rt_no_regions();
 }
 
@@ -412,7 +412,7 @@ static void tally_user_event(struct rill_ctx *ctx, const struct rill_event *ev)
         struct rill_promise *p;
         if (rill_promise_new(rill_channel_loop(ch), &p) == 0) {
             rill_promise_add_listener(p, tally_written, rill_channel_retain(ch));
-            rill_ctx_write_and_flush(ctx, rill_buf_msg(rt_copy(out, (size_t)n)), p);
+            rill_ctx_write_and_flush(ctx, rill_buf_msg(tx_buf(out, (size_t)n)), p);
             rill_promise_release(p);
         }
         return;
@@ -434,16 +434,16 @@ static int tally_init(struct rill_channel *ch, void *arg)
 
 static void half_close(const char *scheme, const char *ip)
 {
-    struct rill_loop_group *g = rt_group("loop", 2);
+    struct rill_loop_group *g = tx_group("loop", 2);
     struct rill_channel_opts o;
     rill_channel_opts_init(&o);
     rill_channel_opts_set(&o, RILL_OPT_ALLOW_HALF_CLOSURE, 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), scheme, ip, 0);
-    struct rill_server *srv = rt_server_opts(g, NULL, uri, tally_init, NULL, &o);
+    struct rill_server *srv = tx_server_opts(g, NULL, uri, tally_init, NULL, &o);
     rt_uri(uri, sizeof(uri), scheme, ip, rt_server_port(srv));
-    struct rt_collector *c = rt_collector_new(64);
-    struct rill_channel *ch = rt_connect(g, uri, rt_collector_init, c);
+    struct tx_collector *c = tx_collector_new(64);
+    struct rill_channel *ch = tx_connect(g, uri, tx_collector_init, c);
     cr_assert_eq(rill_addr_port(rill_channel_remote_addr(ch)), rt_server_port(srv));
     cr_assert_not_null(rill_channel_local_addr(ch));
 
@@ -451,30 +451,30 @@ static void half_close(const char *scheme, const char *ip)
     rill_channel_write(ch, rill_buf_msg(rt_pattern(1000, 0, 1)), NULL);
     rill_channel_write(ch, rill_buf_msg(rt_pattern(n - 1000, 1000, 1)), NULL);
     rill_channel_flush(ch);
-    struct rill_promise *p = rt_promise();
+    struct rill_promise *p = tx_promise(NULL);
     rill_channel_shutdown_output(ch, p);
-    int rc = rt_wait_release(p);
+    int rc = tx_wait_release(p);
     cr_assert_eq(rc, 0, "%s: shutdown_output: %s", scheme, rill_strerror(rc));
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == 6), "%s: the answer came (%zu B)", scheme,
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == 6), "%s: the answer came (%zu B)", scheme,
               atomic_load(&c->got));
     cr_assert_eq(memcmp(c->data, "300000", 6), 0, "%s: the server counted %.6s B", scheme,
                  (const char *)c->data);
-    p = rt_promise();
-    rill_channel_write_and_flush(ch, rill_buf_msg(rt_copy("late", 4)), p);
-    rc = rt_wait_release(p);
+    p = tx_promise(NULL);
+    rill_channel_write_and_flush(ch, rill_buf_msg(tx_buf("late", 4)), p);
+    rc = tx_wait_release(p);
     /* -EPIPE, or RILL_ECLOSED when the server's close came first. */
     cr_assert(rc == -EPIPE || rc == RILL_ECLOSED, "%s: a write after shutdown_output: %s", scheme,
               rill_strerror(rc));
     /* The server closed after its answer: the client's channel closes. */
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->inactive) == 1), "%s: the server's close arrived",
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->inactive) == 1), "%s: the server's close arrived",
               scheme);
     cr_assert_eq(rill_channel_close_reason(ch), 0, "%s: an orderly close is no error: %s", scheme,
                  rill_strerror(rill_channel_close_reason(ch)));
-    rt_close(ch);
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
-    rt_server_free(srv);
-    rt_group_free(g);
-    rt_collector_free(c);
+    tx_close(ch);
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0));
+    tx_server_free(srv, true);
+    tx_group_free(g);
+    tx_collector_free(c);
     rt_no_regions();
 }
 

@@ -97,7 +97,7 @@ static void child_main(int from_parent, int to_parent, const char *scheme, const
     co.init = child_init;
     rill_channel_opts_set(&co.opts, RILL_OPT_AUTO_READ, 0);
     struct rill_promise *f;
-    if (rill_client_connect(&co, uri, &f) || rill_promise_wait(f, RT_WAIT_NS))
+    if (rill_client_connect(&co, uri, &f) || rill_promise_wait(f, TX_WAIT_NS))
         _exit(5);
     char c = 'c';
     if (write(to_parent, &c, 1) != 1)
@@ -201,7 +201,7 @@ static int fault_child_init(struct rill_channel *ch, void *arg)
     struct victim *v = arg;
     if (atomic_fetch_add(&v->children, 1) == 0)
         return rill_pipeline_add_last(rill_channel_pipeline(ch), "victim", &victim_handler, v);
-    return rt_echo_init(ch, NULL);
+    return tx_echo_init(ch, NULL);
 }
 
 static bool wait_byte(int fd, int ms)
@@ -217,12 +217,12 @@ static void killed_peer(const char *scheme, const char *ip)
     int to_child, from_child;
     pid_t pid = spawn_peer(scheme, ip, &to_child, &from_child);
 
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct victim v = { 0 };
     struct rill_promise *pending[NPENDING];
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), scheme, ip, 0);
-    struct rill_server *srv = rt_server(boss, workers, uri, fault_child_init, &v);
+    struct rill_server *srv = tx_server(boss, workers, uri, fault_child_init, &v);
     int port = rt_server_port(srv);
     cr_assert_eq(write(to_child, &port, sizeof(port)), (ssize_t)sizeof(port));
     if (!wait_byte(from_child, 60000)) {
@@ -233,7 +233,7 @@ static void killed_peer(const char *scheme, const char *ip)
     /* Both directions are moving: the peer streams; the server writes until
      * the peer, which reads nothing, has no receive buffer left (credits),
      * and then stays unwritable. */
-    bool streaming = RT_WITHIN(60000, atomic_load(&v.received) >= ((uint64_t)1 << 20));
+    bool streaming = TX_WITHIN(60 * RILL_NS_PER_S, atomic_load(&v.received) >= ((uint64_t)1 << 20));
     bool stalled = false;
     uint64_t dl = rill_test_deadline_ms(60000), since = 0;
     while (!stalled && rill_test_before(dl)) {
@@ -251,7 +251,7 @@ static void killed_peer(const char *scheme, const char *ip)
     struct rill_channel *vc = atomic_load(&v.ch);
     cr_assert_not_null(vc);
     for (int i = 0; i < NPENDING; i++) {
-        pending[i] = rt_promise();
+        pending[i] = tx_promise(NULL);
         rill_channel_write_and_flush(vc, rill_buf_msg(rt_pattern(CHUNK, 0, 3)), pending[i]);
     }
     usleep(1000 * 1000);
@@ -277,7 +277,7 @@ static void killed_peer(const char *scheme, const char *ip)
     close(to_child);
     close(from_child);
 
-    bool gone = RT_WITHIN(90000, atomic_load(&v.inactive) == 1);
+    bool gone = TX_WITHIN(90 * RILL_NS_PER_S, atomic_load(&v.inactive) == 1);
     cr_assert(gone, "the server's channel is still active %.0f s after the peer died",
               (double)(rill_clock_now_ns() - t_kill) / 1e9);
     double secs = (double)(atomic_load(&v.inactive_at) - t_kill) / 1e9;
@@ -288,27 +288,27 @@ static void killed_peer(const char *scheme, const char *ip)
                  "a peer that died without closing is an error (as TCP's reset), not %d (%s)",
                  atomic_load(&v.close_reason), rill_strerror(atomic_load(&v.close_reason)));
     for (int i = 0; i < NPENDING; i++) {
-        int rc = rill_promise_wait(pending[i], RT_WAIT_NS);
+        int rc = rill_promise_wait(pending[i], TX_WAIT_NS);
         cr_assert_lt(rc, 0, "queued write %d failed (%s)", i, rill_strerror(rc));
         rill_promise_release(pending[i]);
     }
     cr_assert_not(rill_channel_is_open(vc));
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0));
     rill_channel_release(vc);
 
     /* A healthy connection is served as before. */
     rt_uri(uri, sizeof(uri), scheme, ip, port);
-    struct rt_collector *c = rt_collector_new(1 << 20);
-    struct rill_channel *ch = rt_connect(workers, uri, rt_collector_init, c);
+    struct tx_collector *c = tx_collector_new(1 << 20);
+    struct rill_channel *ch = tx_connect(workers, uri, tx_collector_init, c);
     rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(1 << 20, 0, 9)), NULL);
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == (1u << 20)), "%zu B echoed",
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == (1u << 20)), "%zu B echoed",
               atomic_load(&c->got));
     cr_assert_eq(rt_check(c->data, 1 << 20, 0, 9), -1);
-    rt_close(ch);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
-    rt_collector_free(c);
+    tx_close(ch);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
+    tx_collector_free(c);
     rt_no_regions();
 }
 
@@ -350,14 +350,14 @@ static int closer_init(struct rill_channel *ch, void *arg)
 
 static void writes_while_closing(const char *ip, size_t chunk)
 {
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct closer k = { 0 };
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(boss, workers, uri, closer_init, &k);
+    struct rill_server *srv = tx_server(boss, workers, uri, closer_init, &k);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
-    struct rt_collector *c = rt_collector_new(0);
-    struct rill_channel *ch = rt_connect(workers, uri, rt_collector_init, c);
+    struct tx_collector *c = tx_collector_new(0);
+    struct rill_channel *ch = tx_connect(workers, uri, tx_collector_init, c);
 
     enum { MAXW = 2000 };
     struct rill_promise **p = calloc(MAXW, sizeof(*p));
@@ -368,19 +368,19 @@ static void writes_while_closing(const char *ip, size_t chunk)
             usleep(1000);
             continue;
         }
-        p[n] = rt_promise();
+        p[n] = tx_promise(NULL);
         rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(chunk, 0, 4)), p[n]);
         n++;
     }
     /* A few more after the close. */
     for (int i = 0; i < 3 && n < MAXW; i++, n++) {
-        p[n] = rt_promise();
+        p[n] = tx_promise(NULL);
         rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(chunk, 0, 4)), p[n]);
     }
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->inactive) == 1), "the client's channel closed");
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->inactive) == 1), "the client's channel closed");
     int ok = 0, failed = 0, first_failed = -1;
     for (int i = 0; i < n; i++) {
-        int rc = rill_promise_wait(p[i], RT_WAIT_NS);
+        int rc = rill_promise_wait(p[i], TX_WAIT_NS);
         cr_assert_neq(rc, -ETIMEDOUT, "write %d of %d never completed", i, n);
         if (rc == 0) {
             ok++;
@@ -406,11 +406,11 @@ static void writes_while_closing(const char *ip, size_t chunk)
                   (unsigned long long)atomic_load(&k.received));
     cr_assert_geq(failed, 3, "writes after the close failed");
     rill_channel_release(ch);
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
-    rt_collector_free(c);
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0));
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
+    tx_collector_free(c);
     rt_no_regions();
 }
 
@@ -432,12 +432,12 @@ Test(fault, rendezvous_writes_fail_cleanly_when_the_server_closes)
  * is a correct prefix; nothing hangs or leaks. */
 static void close_after_write(const char *scheme, const char *ip)
 {
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     const size_t max = (size_t)4 << 20;
-    struct rt_collector *sc = rt_collector_new(max);
+    struct tx_collector *sc = tx_collector_new(max);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), scheme, ip, 0);
-    struct rill_server *srv = rt_server(boss, workers, uri, rt_collector_init, sc);
+    struct rill_server *srv = tx_server(boss, workers, uri, tx_collector_init, sc);
     rt_uri(uri, sizeof(uri), scheme, ip, rt_server_port(srv));
     static const struct {
         size_t n;
@@ -452,19 +452,19 @@ static void close_after_write(const char *scheme, const char *ip)
     int lost_small = 0;
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         size_t n = cases[k].n;
-        rt_collector_reset(sc);
+        tx_collector_reset(sc);
         int inactive0 = atomic_load(&sc->inactive);
-        struct rill_channel *ch = rt_connect(workers, uri, NULL, NULL);
-        struct rill_promise *w = rt_promise(), *c = rt_promise();
+        struct rill_channel *ch = tx_connect(workers, uri, NULL, NULL);
+        struct rill_promise *w = tx_promise(NULL), *c = tx_promise(NULL);
         rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(n, 0, 8)), w);
         if (cases[k].delay_us)
             usleep(cases[k].delay_us);
         rill_channel_close(ch, c);
-        cr_assert_eq(rt_wait_release(c), 0, "%s: the close completed", scheme);
-        int rc = rill_promise_wait(w, RT_WAIT_NS);
+        cr_assert_eq(tx_wait_release(c), 0, "%s: the close completed", scheme);
+        int rc = rill_promise_wait(w, TX_WAIT_NS);
         cr_assert_neq(rc, -ETIMEDOUT, "%s: the write of %zu B never completed", scheme, n);
         rill_promise_release(w);
-        cr_assert(RT_EVENTUALLY(atomic_load(&sc->inactive) == inactive0 + 1),
+        cr_assert(TX_EVENTUALLY(atomic_load(&sc->inactive) == inactive0 + 1),
                   "%s: the server's child closed", scheme);
         usleep(20000);
         size_t got = atomic_load(&sc->got);
@@ -485,11 +485,11 @@ static void close_after_write(const char *scheme, const char *ip)
                  "%s: %d flushed writes below the rendezvous size were lost by the close (a TCP "
                  "close delivers them)",
                  scheme, lost_small);
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
-    rt_collector_free(sc);
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0));
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
+    tx_collector_free(sc);
     rt_no_regions();
 }
 
@@ -508,24 +508,24 @@ Test(fault, close_right_after_a_write_over_tcp_for_comparison)
 
 static int connect_error(const char *uri, uint64_t *ms)
 {
-    struct rill_loop_group *g = rt_group("loop", 1);
-    struct rt_collector *c = rt_collector_new(0);
+    struct rill_loop_group *g = tx_group("loop", 1);
+    struct tx_collector *c = tx_collector_new(0);
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = g;
-    co.init = rt_collector_init;
+    co.init = tx_collector_init;
     co.arg = c;
     rill_channel_opts_set(&co.opts, RILL_OPT_CONNECT_TIMEOUT_MS, 40000);
     int err = 0;
     uint64_t t0 = rill_clock_now_ns();
-    struct rill_channel *ch = rt_connect_opts(&co, uri, &err);
+    struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
     *ms = (rill_clock_now_ns() - t0) / RILL_NS_PER_MS;
     if (ch)
-        rt_close(ch);
+        tx_close(ch);
     cr_assert_null(ch, "%s connected", uri);
     cr_assert_eq(atomic_load(&c->active), 0);
-    rt_group_free(g);
-    rt_collector_free(c);
+    tx_group_free(g);
+    tx_collector_free(c);
     fprintf(stderr, "fault: %s failed with %s (%s) after %llu ms\n", uri, rill_errname(err),
             rill_strerror(err), (unsigned long long)*ms);
     return err;
@@ -535,13 +535,13 @@ Test(fault, connect_to_a_port_without_listener_is_refused)
 {
     const char *ip = rt_ip();
     /* A port that was just free: bind a server, note its port, close it. */
-    struct rill_loop_group *g = rt_group("loop", 1);
+    struct rill_loop_group *g = tx_group("loop", 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(g, NULL, uri, rt_echo_init, NULL);
+    struct rill_server *srv = tx_server(g, NULL, uri, tx_echo_init, NULL);
     int port = rt_server_port(srv);
-    rt_server_free(srv);
-    rt_group_free(g);
+    tx_server_free(srv, true);
+    tx_group_free(g);
     rt_uri(uri, sizeof(uri), "rdma", ip, port);
     uint64_t ms;
     int err = connect_error(uri, &ms);

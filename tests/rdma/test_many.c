@@ -24,38 +24,41 @@ static void many_echo(enum rill_busy_poll bp, int nch)
 {
     const char *ip = rt_ip();
     uint64_t t0 = rill_clock_now_ns();
-    struct rill_loop_group *boss = rt_group("boss", 1);
-    struct rill_loop_group *one = rt_group_poll("one", 1, bp);
+    struct rill_loop_group *boss = tx_group("boss", 1);
+    struct rill_loop_group_opts go;
+    rill_loop_group_opts_init(&go);
+    go.busy_poll = bp;
+    struct rill_loop_group *one = tx_group_from(&go, "one", 1);
     cr_assert_eq(rill_loop_busy_poll(rill_loop_group_at(one, 0)), bp);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(boss, one, uri, rt_echo_init, NULL);
+    struct rill_server *srv = tx_server(boss, one, uri, tx_echo_init, NULL);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
 
     size_t total = 0;
     for (int r = 0; r < ROUNDS; r++)
         total += size_of(nch - 1, r);
-    struct rt_collector *c[NCH];
+    struct tx_collector *c[NCH];
     struct rill_channel *ch[NCH];
     struct rill_promise *f[NCH];
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = one;
-    co.init = rt_collector_init;
+    co.init = tx_collector_init;
     for (int i = 0; i < nch; i++) {
-        c[i] = rt_collector_new(total);
+        c[i] = tx_collector_new(total);
         co.arg = c[i];
         cr_assert_eq(rill_client_connect(&co, uri, &f[i]), 0);
     }
     for (int i = 0; i < nch; i++) {
-        int rc = rill_promise_wait(f[i], RT_WAIT_NS);
+        int rc = rill_promise_wait(f[i], TX_WAIT_NS);
         cr_assert_eq(rc, 0, "connection %d: %s", i, rill_strerror(rc));
         ch[i] = rill_client_channel(f[i]);
         rill_promise_release(f[i]);
         cr_assert(rill_channel_is_rdma(ch[i]));
         cr_assert_eq(rill_channel_loop(ch[i]), rill_loop_group_at(one, 0));
     }
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == (size_t)nch));
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == (size_t)nch));
     double t_connect = (double)(rill_clock_now_ns() - t0) / 1e9;
 
     /* All channels send each round before anything is awaited. */
@@ -68,7 +71,7 @@ static void many_echo(enum rill_busy_poll bp, int nch)
             want[i] += n;
         }
     for (int i = 0; i < nch; i++) {
-        cr_assert(RT_EVENTUALLY(atomic_load(&c[i]->got) >= want[i]),
+        cr_assert(TX_EVENTUALLY(atomic_load(&c[i]->got) >= want[i]),
                   "channel %d: %zu of %zu B came back", i, atomic_load(&c[i]->got), want[i]);
         cr_assert_eq(atomic_load(&c[i]->got), want[i]);
         pthread_mutex_lock(&c[i]->lock);
@@ -80,14 +83,14 @@ static void many_echo(enum rill_busy_poll bp, int nch)
     fprintf(stderr, "many (busy poll %d): %d channels connected in %.1f s, echoed in %.1f s\n",
             (int)bp, nch, t_connect, (double)(rill_clock_now_ns() - t0) / 1e9 - t_connect);
     for (int i = 0; i < nch; i++)
-        rt_close(ch[i]);
-    cr_assert(RT_EVENTUALLY(rill_server_child_count(srv) == 0));
+        tx_close(ch[i]);
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0));
     cr_assert_eq(rill_server_accepted(srv), (uint64_t)nch);
-    rt_server_free(srv);
-    rt_group_free(one);
-    rt_group_free(boss);
+    tx_server_free(srv, true);
+    tx_group_free(one);
+    tx_group_free(boss);
     for (int i = 0; i < nch; i++)
-        rt_collector_free(c[i]);
+        tx_collector_free(c[i]);
     rt_no_regions();
 }
 

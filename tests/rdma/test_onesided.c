@@ -42,7 +42,7 @@ struct exposer {
 
 static void send_frame(struct rill_ctx *ctx, const void *data, size_t len)
 {
-    rill_ctx_write_and_flush(ctx, rill_buf_msg(rt_copy(data, len)), NULL);
+    rill_ctx_write_and_flush(ctx, rill_buf_msg(tx_buf(data, len)), NULL);
 }
 
 static void exposer_active(struct rill_ctx *ctx)
@@ -216,7 +216,7 @@ static int client_init(struct rill_channel *ch, void *arg)
 /* Frame @i (without its length field), waiting for it. */
 static const char *frame_at(struct inbox *in, int i, size_t *len)
 {
-    cr_assert(RT_EVENTUALLY(atomic_load(&in->n) > i), "frame %d never came", i);
+    cr_assert(TX_EVENTUALLY(atomic_load(&in->n) > i), "frame %d never came", i);
     pthread_mutex_lock(&in->lock);
     const char *f = in->frame[i];
     size_t n = in->len[i];
@@ -229,28 +229,28 @@ static const char *frame_at(struct inbox *in, int i, size_t *len)
 static void command(struct rill_channel *ch, struct inbox *in, const char *cmd, const char *expect)
 {
     int i = atomic_load(&in->n);
-    rill_channel_write_and_flush(ch, rill_buf_msg(rt_copy(cmd, strlen(cmd))), NULL);
+    rill_channel_write_and_flush(ch, rill_buf_msg(tx_buf(cmd, strlen(cmd))), NULL);
     const char *a = frame_at(in, i, NULL);
     cr_assert_str_eq(a, expect, "\"%s\" was answered \"%s\"", cmd, a);
 }
 
 static int op_wait(struct rill_promise *p)
 {
-    return rt_wait_release(p);
+    return tx_wait_release(p);
 }
 
 Test(onesided, read_write_write_imm_and_revoke)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct server_side side = { 0 };
     atomic_store(&side.expose_error, 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(boss, workers, uri, server_init, &side);
+    struct rill_server *srv = tx_server(boss, workers, uri, server_init, &side);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
     struct inbox in = { .lock = PTHREAD_MUTEX_INITIALIZER };
-    struct rill_channel *ch = rt_connect(workers, uri, client_init, &in);
+    struct rill_channel *ch = tx_connect(workers, uri, client_init, &in);
 
     /* The descriptor. */
     size_t dlen;
@@ -274,7 +274,7 @@ Test(onesided, read_write_write_imm_and_revoke)
     for (size_t off = 0, piece = 1; off < REGION; off += piece, piece *= 2, pieces++) {
         if (piece > REGION - off)
             piece = REGION - off;
-        struct rill_promise *p = rt_promise();
+        struct rill_promise *p = tx_promise(NULL);
         rill_rdma_read(ch, &d, off, local + off, piece, p);
         int rc = op_wait(p);
         cr_assert_eq(rc, 0, "read of %zu B at %zu: %s", piece, off, rill_strerror(rc));
@@ -291,7 +291,7 @@ Test(onesided, read_write_write_imm_and_revoke)
     memset(w, 0, 256u << 10);
     struct rill_promise *ps[64];
     for (int i = 0; i < 64; i++) {
-        ps[i] = rt_promise();
+        ps[i] = tx_promise(NULL);
         /* Piece i comes from region offset (63 - i) * 4 KiB + 1000. */
         rill_rdma_read(ch, &d, (uint64_t)(63 - i) * 4096 + 1000, w + (size_t)i * 4096, 4096, ps[i]);
     }
@@ -308,7 +308,7 @@ Test(onesided, read_write_write_imm_and_revoke)
     rt_fill(local, REGION, 0, 2);
     const size_t cut[] = { 0, 1000, 300000, REGION };
     for (int i = 0; i < 3; i++) {
-        struct rill_promise *p = rt_promise();
+        struct rill_promise *p = tx_promise(NULL);
         rill_rdma_write(ch, &d, cut[i], local + cut[i], cut[i + 1] - cut[i], p);
         int rc = op_wait(p);
         cr_assert_eq(rc, 0, "write %d: %s", i, rill_strerror(rc));
@@ -322,12 +322,12 @@ Test(onesided, read_write_write_imm_and_revoke)
     for (uint32_t k = 0; k < NIMM; k++) {
         uint8_t *src = local + (size_t)k * (128u << 10);
         rt_fill(src, ilen[k], 0, 40 + k);
-        struct rill_promise *p = rt_promise();
+        struct rill_promise *p = tx_promise(NULL);
         rill_rdma_write_imm(ch, &d, (uint64_t)k * (128u << 10), src, ilen[k], IMM_TAG | k, p);
         int rc = op_wait(p);
         cr_assert_eq(rc, 0, "write_imm %u: %s", k, rill_strerror(rc));
     }
-    cr_assert(RT_EVENTUALLY(atomic_load(&side.imm_events) == NIMM), "%d of %d immediate events",
+    cr_assert(TX_EVENTUALLY(atomic_load(&side.imm_events) == NIMM), "%d of %d immediate events",
               atomic_load(&side.imm_events), NIMM);
     cr_assert_eq(atomic_load(&side.imm_bad), 0, "the bytes were in place at each event");
     for (int k = 0; k < NIMM; k++) {
@@ -340,26 +340,26 @@ Test(onesided, read_write_write_imm_and_revoke)
     command(ch, &in, cmd, "ok");
 
     /* Errors that fail the operation, not the channel. */
-    struct rill_promise *p = rt_promise();
+    struct rill_promise *p = tx_promise(NULL);
     rill_rdma_read(ch, &d, REGION - 10, local, 100, p);
     cr_assert_eq(op_wait(p), -EINVAL, "a read past the region's end");
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_read(ch, &d, REGION + 1, local, 1, p);
     cr_assert_eq(op_wait(p), -EINVAL, "a read after the region");
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_write(ch, &d, UINT64_MAX - 5, local, 10, p);
     cr_assert_eq(op_wait(p), -EINVAL, "an offset that wraps");
     uint8_t *plain = malloc(4096);
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_read(ch, &d, 0, plain, 4096, p);
     cr_assert_eq(op_wait(p), -EINVAL, "a local buffer that is not registered");
     free(plain);
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_write_imm(ch, &d, 0, local, 16, RILL_RDMA_IMM_MAX + 1, p);
     cr_assert_eq(op_wait(p), -EINVAL, "an immediate value over 24 bits");
     cr_assert(rill_channel_is_active(ch), "argument errors leave the channel open");
     /* Still works. */
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_read(ch, &d, 0, local, 4096, p);
     cr_assert_eq(op_wait(p), 0);
     cr_assert_eq(local[0], rt_pat(0, 40), "byte 0 is the first immediate write's");
@@ -377,18 +377,18 @@ Test(onesided, read_write_write_imm_and_revoke)
     /* Revoked: the old descriptor no longer works. */
     command(ch, &in, "revoke", "revoked");
     cr_assert_eq(rill_rdma_region_count(), 0);
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_read(ch, &d, 0, local, 4096, p);
     int rc = op_wait(p);
     cr_assert_eq(rc, -EREMOTEIO, "a read of a revoked region: %s", rill_strerror(rc));
     /* The channel may close now (its queue pair is in error); either way
      * closing it is clean. */
-    rt_close(ch);
-    cr_assert(RT_EVENTUALLY(atomic_load(&side.inactive) == 1));
+    tx_close(ch);
+    cr_assert(TX_EVENTUALLY(atomic_load(&side.inactive) == 1));
     rill_free(local, REGION);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
     for (int i = 0; i < atomic_load(&in.n); i++)
         free(in.frame[i]);
     rt_no_regions();
@@ -397,30 +397,30 @@ Test(onesided, read_write_write_imm_and_revoke)
 Test(onesided, operations_on_a_tcp_channel_are_not_supported)
 {
     rt_ip();
-    struct rill_loop_group *g = rt_group("loop", 1);
-    struct rill_server *srv = rt_server(g, NULL, "tcp://127.0.0.1:0", rt_echo_init, NULL);
+    struct rill_loop_group *g = tx_group("loop", 1);
+    struct rill_server *srv = tx_server(g, NULL, "tcp://127.0.0.1:0", tx_echo_init, NULL);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "tcp", "127.0.0.1", rt_server_port(srv));
-    struct rill_channel *ch = rt_connect(g, uri, NULL, NULL);
+    struct rill_channel *ch = tx_connect(g, uri, NULL, NULL);
     cr_assert_not(rill_channel_is_rdma(ch));
     size_t usable;
     uint8_t *mem = rill_alloc(4096, &usable);
     struct rill_rdma_region *r = NULL;
     cr_assert_eq(rill_rdma_expose(ch, mem, 4096, RILL_RDMA_REMOTE_READ, &r), -ENOTSUP);
     struct rill_rdma_desc d = { .addr = 0x1000, .len = 4096, .rkey = 1 };
-    struct rill_promise *p = rt_promise();
+    struct rill_promise *p = tx_promise(NULL);
     rill_rdma_read(ch, &d, 0, mem, 16, p);
     cr_assert_eq(op_wait(p), -ENOTSUP);
-    p = rt_promise();
+    p = tx_promise(NULL);
     rill_rdma_write_imm(ch, &d, 0, mem, 16, 1, p);
     cr_assert_eq(op_wait(p), -ENOTSUP);
     struct rill_rdma_stats s;
     rt_stats(ch, &s);
     cr_assert_eq(s.sends + s.recvs + s.reads + s.writes, 0, "zeros for a TCP channel");
     rill_free(mem, 4096);
-    rt_close(ch);
-    rt_server_free(srv);
-    rt_group_free(g);
+    tx_close(ch);
+    tx_server_free(srv, true);
+    tx_group_free(g);
     rt_no_regions();
 }
 
@@ -429,15 +429,15 @@ Test(onesided, operations_on_a_tcp_channel_are_not_supported)
 Test(onesided, close_with_operations_in_flight)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *boss = rt_group("boss", 1), *workers = rt_group("work", 2);
+    struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
     struct server_side side = { 0 };
     atomic_store(&side.expose_error, 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(boss, workers, uri, server_init, &side);
+    struct rill_server *srv = tx_server(boss, workers, uri, server_init, &side);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
     struct inbox in = { .lock = PTHREAD_MUTEX_INITIALIZER };
-    struct rill_channel *ch = rt_connect(workers, uri, client_init, &in);
+    struct rill_channel *ch = tx_connect(workers, uri, client_init, &in);
     size_t dlen;
     const char *wire = frame_at(&in, 0, &dlen);
     struct rill_rdma_desc d;
@@ -449,7 +449,7 @@ Test(onesided, close_with_operations_in_flight)
     enum { NOPS = 48 };
     struct rill_promise *ps[NOPS];
     for (int i = 0; i < NOPS; i++) {
-        ps[i] = rt_promise();
+        ps[i] = tx_promise(NULL);
         size_t off = (size_t)(i % 16) * (64u << 10);
         if (i % 3 == 2)
             rill_rdma_write_imm(ch, &d, off, local + off, 64u << 10, (uint32_t)i, ps[i]);
@@ -458,12 +458,12 @@ Test(onesided, close_with_operations_in_flight)
         else
             rill_rdma_read(ch, &d, off, local + off, 64u << 10, ps[i]);
     }
-    struct rill_promise *c = rt_promise();
+    struct rill_promise *c = tx_promise(NULL);
     rill_channel_close(ch, c);
-    cr_assert_eq(rt_wait_release(c), 0);
+    cr_assert_eq(tx_wait_release(c), 0);
     int ok = 0, failed = 0;
     for (int i = 0; i < NOPS; i++) {
-        int rc = rill_promise_wait(ps[i], RT_WAIT_NS);
+        int rc = rill_promise_wait(ps[i], TX_WAIT_NS);
         cr_assert_neq(rc, -ETIMEDOUT, "operation %d never completed", i);
         if (rc == 0)
             ok++;
@@ -474,17 +474,17 @@ Test(onesided, close_with_operations_in_flight)
     fprintf(stderr, "onesided: close with %d operations in flight: %d done, %d failed\n", NOPS, ok,
             failed);
     /* After the close nothing more may be started. */
-    struct rill_promise *p = rt_promise();
+    struct rill_promise *p = tx_promise(NULL);
     rill_rdma_read(ch, &d, 0, local, 16, p);
     int rc = op_wait(p);
     cr_assert(rc == RILL_ECLOSED || rc == -ECONNRESET, "a read after the close: %s",
               rill_strerror(rc));
     rill_channel_release(ch);
-    cr_assert(RT_EVENTUALLY(atomic_load(&side.inactive) == 1));
+    cr_assert(TX_EVENTUALLY(atomic_load(&side.inactive) == 1));
     rill_free(local, REGION);
-    rt_server_free(srv);
-    rt_group_free(workers);
-    rt_group_free(boss);
+    tx_server_free(srv, true);
+    tx_group_free(workers);
+    tx_group_free(boss);
     for (int i = 0; i < atomic_load(&in.n); i++)
         free(in.frame[i]);
     rt_no_regions();

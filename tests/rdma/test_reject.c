@@ -91,10 +91,10 @@ static void expect_reason(const uint8_t *pd, uint8_t len, const char *want)
 Test(reject, bad_hellos_are_rejected_with_a_reason)
 {
     const char *ip = rt_ip();
-    struct rill_loop_group *boss = rt_group("boss", 1), *work = rt_group("work", 1);
+    struct rill_loop_group *boss = tx_group("boss", 1), *work = tx_group("work", 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
-    struct rill_server *srv = rt_server(boss, work, uri, rt_echo_init, NULL);
+    struct rill_server *srv = tx_server(boss, work, uri, tx_echo_init, NULL);
     int port = rt_server_port(srv);
     uint8_t h[16], pd[256], len;
 
@@ -121,17 +121,17 @@ Test(reject, bad_hellos_are_rejected_with_a_reason)
 
     /* A rill client is still served, and the rejected ones left no child. */
     rt_uri(uri, sizeof(uri), "rdma", ip, port);
-    struct rt_collector *c = rt_collector_new(1000);
-    struct rill_channel *ch = rt_connect(work, uri, rt_collector_init, c);
+    struct tx_collector *c = tx_collector_new(1000);
+    struct rill_channel *ch = tx_connect(work, uri, tx_collector_init, c);
     rill_channel_write_and_flush(ch, rill_buf_msg(rt_pattern(1000, 0, 4)), NULL);
-    cr_assert(RT_EVENTUALLY(atomic_load(&c->got) == 1000));
+    cr_assert(TX_EVENTUALLY(atomic_load(&c->got) == 1000));
     cr_assert_eq(rt_check(c->data, 1000, 0, 4), -1);
     cr_assert_eq(rill_server_accepted(srv), 1, "only the rill client became a channel");
-    rt_close(ch);
-    rt_collector_free(c);
-    rt_server_free(srv);
-    rt_group_free(work);
-    rt_group_free(boss);
+    tx_close(ch);
+    tx_collector_free(c);
+    tx_server_free(srv, true);
+    tx_group_free(work);
+    tx_group_free(boss);
 }
 
 Test(reject, a_rill_client_reads_the_reason)
@@ -150,13 +150,13 @@ Test(reject, a_rill_client_reads_the_reason)
     cr_assert_eq(rdma_listen(lid, 4), 0);
     int port = ntohs(rdma_get_src_port(lid));
 
-    struct rill_loop_group *g = rt_group("client", 1);
+    struct rill_loop_group *g = tx_group("client", 1);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, port);
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = g;
-    co.init = rt_echo_init;
+    co.init = tx_echo_init;
     struct rill_promise *f;
     cr_assert_eq(rill_client_connect(&co, uri, &f), 0);
 
@@ -177,10 +177,10 @@ Test(reject, a_rill_client_reads_the_reason)
     cr_assert_eq(rdma_reject(cid, rej, sizeof(rej)), 0);
     rdma_destroy_id(cid);
 
-    int rc = rill_promise_wait(f, RT_WAIT_NS);
+    int rc = rill_promise_wait(f, TX_WAIT_NS);
     cr_assert_eq(rc, -EMSGSIZE, "the connect fails with the server's code: %s", rill_strerror(rc));
     rill_promise_release(f);
-    rt_group_free(g);
+    tx_group_free(g);
     rdma_destroy_id(lid);
     rdma_destroy_event_channel(ec);
 }

@@ -54,8 +54,8 @@ static void world_up(struct world *w)
     memset(w, 0, sizeof(*w));
     const char *ip = rt_ip();
     atomic_store(&held, NULL);
-    w->boss = rt_group("boss", 1);
-    w->workers = rt_group("work", 2);
+    w->boss = tx_group("boss", 1);
+    w->workers = tx_group("work", 2);
     struct rill_rpc_server_opts o;
     rill_rpc_server_opts_init(&o);
     o.handler_threads = 2;
@@ -65,22 +65,22 @@ static void world_up(struct world *w)
     cr_assert_eq(rill_rpc_server_register(w->rs, "t", "pecho", m_echo, NULL, RILL_RPC_POOL), 0);
     cr_assert_eq(rill_rpc_server_register(w->rs, "t", "hold", m_hold, NULL, RILL_RPC_INLINE), 0);
     rt_uri(w->uri, sizeof(w->uri), "rdma", ip, 0);
-    w->srv = rt_server(w->boss, w->workers, w->uri, child_init, w);
+    w->srv = tx_server(w->boss, w->workers, w->uri, child_init, w);
     rt_uri(w->uri, sizeof(w->uri), "rdma", ip, rt_server_port(w->srv));
 }
 
 static void world_down(struct world *w)
 {
-    rt_server_free(w->srv);
-    rt_group_free(w->workers);
-    rt_group_free(w->boss);
+    tx_server_free(w->srv, true);
+    tx_group_free(w->workers);
+    tx_group_free(w->boss);
     rill_rpc_server_free(w->rs);
     rt_no_regions();
 }
 
 static struct rill_channel *rpc_connect(struct world *w)
 {
-    struct rill_channel *ch = rt_connect(w->workers, w->uri, client_init, NULL);
+    struct rill_channel *ch = tx_connect(w->workers, w->uri, client_init, NULL);
     cr_assert_str_eq(rill_channel_transport(ch), "rdma");
     cr_assert(rill_channel_is_rdma(ch));
     return ch;
@@ -91,7 +91,7 @@ static void call_pattern(struct rill_channel *ch, const char *method, size_t n, 
 {
     struct rill_rpc_call *c;
     int rc = rill_rpc_call_sync(ch, "t", method, n ? rt_pattern(n, 0, seed) : NULL, NULL,
-                                RT_WAIT_NS, &c);
+                                TX_WAIT_NS, &c);
     cr_assert_eq(rc, 0, "%s with %zu B: %s (%s)", method, n, rill_strerror(rc),
                  rill_rpc_call_status_msg(c) ? rill_rpc_call_status_msg(c) : "");
     struct rill_buf *r = rill_rpc_call_response(c);
@@ -127,7 +127,7 @@ Test(rpc, unary_payloads_from_empty_to_one_mebibyte)
     struct rill_rpc_server_stats st;
     rill_rpc_server_stats(w.rs, &st);
     cr_assert_eq(st.calls, seed);
-    rt_close(ch);
+    tx_close(ch);
     world_down(&w);
 }
 
@@ -150,7 +150,7 @@ Test(rpc, thousand_concurrent_calls_on_one_connection)
                      0);
     }
     for (int i = 0; i < N; i++) {
-        int rc = rill_rpc_call_wait(calls[i], RT_WAIT_NS);
+        int rc = rill_rpc_call_wait(calls[i], TX_WAIT_NS);
         cr_assert_eq(rc, 0, "call %d: %s %s", i, rill_strerror(rc),
                      rill_rpc_call_status_msg(calls[i]) ? rill_rpc_call_status_msg(calls[i]) : "");
         size_t n = i % 10 == 0 ? 20000 : (size_t)(16 + i % 200);
@@ -170,7 +170,7 @@ Test(rpc, thousand_concurrent_calls_on_one_connection)
     rill_rpc_server_stats(w.rs, &st);
     cr_assert_eq(st.calls, N);
     cr_assert_eq(st.connections_total, 1);
-    rt_close(ch);
+    tx_close(ch);
     world_down(&w);
 }
 
@@ -187,14 +187,14 @@ Test(rpc, deadline_exceeded_and_the_connection_goes_on)
     struct rill_rpc_call *c;
     uint64_t t0 = rill_clock_now_ns();
     cr_assert_eq(rill_rpc_call_start(ch, "t", "hold", rt_pattern(10, 0, 2), &o, &c), 0);
-    int rc = rill_rpc_call_wait(c, RT_WAIT_NS);
+    int rc = rill_rpc_call_wait(c, TX_WAIT_NS);
     uint64_t ms = (rill_clock_now_ns() - t0) / RILL_NS_PER_MS;
     cr_assert_eq(rc, RILL_EDEADLINE, "got %s", rill_strerror(rc));
     cr_assert_eq(rill_rpc_call_status(c), RILL_RPC_DEADLINE_EXCEEDED);
     cr_assert_geq(ms, 250);
     cr_assert_lt(ms, 20000, "the deadline fired after %llu ms", (unsigned long long)ms);
     rill_rpc_call_release(c);
-    cr_assert(RT_EVENTUALLY(atomic_load(&held) != NULL), "the server got the held call");
+    cr_assert(TX_EVENTUALLY(atomic_load(&held) != NULL), "the server got the held call");
 
     /* The connection is fine: more calls, large and small. */
     call_pattern(ch, "echo", 300000, 3);
@@ -203,6 +203,6 @@ Test(rpc, deadline_exceeded_and_the_connection_goes_on)
     rill_rpc_server_call_reply(atomic_load(&held), rt_pattern(10, 0, 2));
     call_pattern(ch, "echo", 1000, 5);
     cr_assert(rill_channel_is_active(ch));
-    rt_close(ch);
+    tx_close(ch);
     world_down(&w);
 }

@@ -5,7 +5,10 @@
  * Everything here runs on real sockets on 127.0.0.1 / ::1 / Unix paths;
  * every wait is bounded (TX_WAIT_NS). Handlers run on loop threads; the
  * test thread reads a collector's fields after waiting on its promises or
- * through its atomics. */
+ * through its atomics.
+ *
+ * Suites on slower transports use these helpers too (tests/rdma/rdma_test.h
+ * defines a longer TX_WAIT_NS before including this file). */
 #ifndef RILL_TESTS_TX_H
 #define RILL_TESTS_TX_H
 
@@ -29,12 +32,22 @@
 #include "rill/loop_group.h"
 #include "rill/pipeline.h"
 
+/* Longest wait for one step (a bind, a connect, a close); an includer may
+ * define its own first. */
+#ifndef TX_WAIT_NS
 #define TX_WAIT_NS (20 * RILL_NS_PER_S)
+#endif
 
-static inline struct rill_loop_group *tx_group(const char *name, int n)
+/* A group of @n loops named @name, with the other options from @opts
+ * (NULL: the defaults). */
+static inline struct rill_loop_group *tx_group_from(const struct rill_loop_group_opts *opts,
+                                                    const char *name, int n)
 {
     struct rill_loop_group_opts o;
-    rill_loop_group_opts_init(&o);
+    if (opts)
+        o = *opts;
+    else
+        rill_loop_group_opts_init(&o);
     o.nloops = n;
     o.name = name;
     struct rill_loop_group *g = NULL;
@@ -42,12 +55,17 @@ static inline struct rill_loop_group *tx_group(const char *name, int n)
     return g;
 }
 
+static inline struct rill_loop_group *tx_group(const char *name, int n)
+{
+    return tx_group_from(NULL, name, n);
+}
+
 static inline void tx_group_free(struct rill_loop_group *g)
 {
     if (!g)
         return;
     struct rill_promise *t = rill_loop_group_shutdown(g, 0, 5 * RILL_NS_PER_S);
-    cr_assert_eq(rill_promise_wait(t, TX_WAIT_NS), 0);
+    cr_assert_eq(rill_promise_wait(t, TX_WAIT_NS), 0, "the loop group shut down");
     rill_loop_group_free(g);
 }
 
@@ -73,14 +91,17 @@ static inline struct rill_buf *tx_buf(const void *data, size_t len)
     return b;
 }
 
-/* Poll @cond until it holds or the wait ends; returns it. */
-#define TX_EVENTUALLY(cond)                                                                        \
+/* Poll @cond every millisecond until it holds or @ns pass; returns it. */
+#define TX_WITHIN(ns, cond)                                                                        \
     __extension__({                                                                                \
-        uint64_t tx__end = rill_clock_now_ns() + TX_WAIT_NS;                                       \
+        uint64_t tx__end = rill_clock_now_ns() + (ns);                                             \
         while (!(cond) && rill_clock_now_ns() < tx__end)                                           \
             usleep(1000);                                                                          \
         (cond);                                                                                    \
     })
+
+/* Poll @cond until it holds or the wait ends; returns it. */
+#define TX_EVENTUALLY(cond) TX_WITHIN(TX_WAIT_NS, cond)
 
 /* ---- echo: write back what arrives, flush at read_complete ---- */
 
@@ -92,6 +113,7 @@ static void tx_echo_read(struct rill_ctx *ctx, struct rill_msg *msg)
 static void tx_echo_read_complete(struct rill_ctx *ctx)
 {
     rill_ctx_flush(ctx);
+    rill_ctx_fire_read_complete(ctx);
 }
 
 __attribute__((unused)) static const struct rill_handler tx_echo_handler = {
@@ -112,7 +134,7 @@ struct tx_collector {
     pthread_mutex_t lock;
     uint8_t *data; /* what arrived, up to cap */
     size_t cap;
-    _Atomic size_t got;
+    _Atomic size_t got; /* bytes that arrived */
     _Atomic int active, inactive, input_shutdown, output_shutdown, exceptions, last_error;
     _Atomic int writability_changes, unwritable_seen;
     _Atomic int reads;
@@ -126,6 +148,7 @@ static inline struct tx_collector *tx_collector_new(size_t cap)
     pthread_mutex_init(&c->lock, NULL);
     c->cap = cap;
     c->data = cap ? malloc(cap) : NULL;
+    cr_assert(!cap || c->data);
     return c;
 }
 
@@ -136,21 +159,33 @@ static inline void tx_collector_free(struct tx_collector *c)
     free(c);
 }
 
+/* Forget what arrived (between exchanges, while nothing is in flight). */
+static inline void tx_collector_reset(struct tx_collector *c)
+{
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->got, 0);
+    atomic_store(&c->reads, 0);
+    pthread_mutex_unlock(&c->lock);
+}
+
 static void tx_col_read(struct rill_ctx *ctx, struct rill_msg *msg)
 {
     struct tx_collector *c = rill_ctx_arg(ctx);
     struct rill_buf *b = rill_buf_from_msg(msg);
     if (b) {
         size_t n = rill_buf_readable(b);
-        size_t at = atomic_load(&c->got);
         pthread_mutex_lock(&c->lock);
+        size_t at = atomic_load(&c->got);
         if (c->data && at < c->cap)
             rill_buf_get_bytes(b, rill_buf_reader_index(b), c->data + at,
                                n < c->cap - at ? n : c->cap - at);
+        /* reads first: a test that sees the bytes must see the read too */
+        atomic_fetch_add(&c->reads, 1);
+        atomic_store(&c->got, at + n);
         pthread_mutex_unlock(&c->lock);
-        atomic_fetch_add(&c->got, n);
+    } else {
+        atomic_fetch_add(&c->reads, 1);
     }
-    atomic_fetch_add(&c->reads, 1);
     rill_msg_release(msg);
 }
 
@@ -213,9 +248,12 @@ static inline int tx_collector_init(struct rill_channel *ch, void *arg)
 
 /* ---- bootstraps ---- */
 
-static inline struct rill_server *tx_server(struct rill_loop_group *boss,
-                                            struct rill_loop_group *workers, const char *uri,
-                                            rill_channel_init_fn *init, void *arg)
+/* Bind a server on @uri and wait until it accepts. @child_opts may be
+ * NULL. */
+static inline struct rill_server *tx_server_opts(struct rill_loop_group *boss,
+                                                 struct rill_loop_group *workers, const char *uri,
+                                                 rill_channel_init_fn *init, void *arg,
+                                                 const struct rill_channel_opts *child_opts)
 {
     struct rill_server_opts so;
     rill_server_opts_init(&so);
@@ -223,17 +261,27 @@ static inline struct rill_server *tx_server(struct rill_loop_group *boss,
     so.workers = workers;
     so.child_init = init;
     so.child_arg = arg;
+    if (child_opts)
+        so.child_opts = *child_opts;
     struct rill_server *s = NULL;
     int err = rill_server_bind(&so, uri, &s);
     cr_assert_eq(err, 0, "bind %s: %s", uri, rill_strerror(err));
-    cr_assert_eq(rill_promise_wait(rill_server_bound(s), TX_WAIT_NS), 0);
+    err = rill_promise_wait(rill_server_bound(s), TX_WAIT_NS);
+    cr_assert_eq(err, 0, "listen %s: %s", uri, rill_strerror(err));
     return s;
+}
+
+static inline struct rill_server *tx_server(struct rill_loop_group *boss,
+                                            struct rill_loop_group *workers, const char *uri,
+                                            rill_channel_init_fn *init, void *arg)
+{
+    return tx_server_opts(boss, workers, uri, init, arg, NULL);
 }
 
 static inline void tx_server_free(struct rill_server *s, bool close_children)
 {
     struct rill_promise *closed = rill_server_close(s, close_children);
-    cr_assert_eq(rill_promise_wait(closed, TX_WAIT_NS), 0);
+    cr_assert_eq(rill_promise_wait(closed, TX_WAIT_NS), 0, "the server closed");
     rill_server_free(s);
 }
 
@@ -250,7 +298,8 @@ static inline struct rill_channel *tx_connect_opts(const struct rill_client_opts
     struct rill_promise *f;
     int e = rill_client_connect(o, uri, &f);
     if (e) {
-        *err = e;
+        if (err)
+            *err = e;
         return NULL;
     }
     e = rill_promise_wait(f, TX_WAIT_NS);
@@ -280,7 +329,7 @@ static inline void tx_close(struct rill_channel *ch)
 {
     struct rill_promise *p = tx_promise(NULL);
     rill_channel_close(ch, p);
-    cr_assert_eq(tx_wait_release(p), 0);
+    cr_assert_eq(tx_wait_release(p), 0, "the channel closed");
     rill_channel_release(ch);
 }
 
