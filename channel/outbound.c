@@ -227,23 +227,25 @@ size_t rill__outbound_flushed_bytes(const struct rill_channel *ch)
     return ch->out.flushed_bytes;
 }
 
-int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size_t *bytes)
+/* The unwritten bytes of the flushed entries from @e on, skipping @off of
+ * @e's own, as iovecs. */
+static int iov_from(struct rill_channel *ch, struct rill__out_entry *e, size_t off,
+                    struct iovec *iov, int max, size_t *bytes)
 {
     int n = 0;
     size_t total = 0;
-    for (struct rill__out_entry *e = ch->out.head; e && e != ch->out.unflushed && n < max;
-         e = e->next) {
+    for (; e && e != ch->out.unflushed && n < max; e = e->next, off = 0) {
         if (!e->msg) /* cancelled */
             continue;
         struct rill_buf *b = rill_buf_from_msg(e->msg);
         if (!b)
             break;
-        size_t rem = e->bytes - e->written;
+        size_t rem = e->bytes - e->written - off;
         if (rem == 0)
             continue;
         size_t covered = 0;
-        int k = rill_buf_iovec(b, rill_buf_reader_index(b) + e->written, rem, iov + n, max - n,
-                               &covered);
+        int k = rill_buf_iovec(b, rill_buf_reader_index(b) + e->written + off, rem, iov + n,
+                               max - n, &covered);
         if (k < 0) {
             /* The buffer shrank after it was written: a handler broke the
              * ownership rule. Send what precedes it. */
@@ -259,38 +261,17 @@ int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size
     return n;
 }
 
+int rill__outbound_iov(struct rill_channel *ch, struct iovec *iov, int max, size_t *bytes)
+{
+    return iov_from(ch, ch->out.head, 0, iov, max, bytes);
+}
+
 int rill__outbound_iov_unposted(struct rill_channel *ch, struct iovec *iov, int max, size_t *bytes)
 {
     struct rill__outbound *q = &ch->out;
     if (q->posted == 0)
-        return rill__outbound_iov(ch, iov, max, bytes);
-    int n = 0;
-    size_t total = 0;
-    size_t off = q->pcur_off;
-    for (struct rill__out_entry *e = q->pcur; e && e != q->unflushed && n < max;
-         e = e->next, off = 0) {
-        if (!e->msg)
-            continue;
-        struct rill_buf *b = rill_buf_from_msg(e->msg);
-        if (!b)
-            break;
-        size_t rem = e->bytes - e->written - off;
-        if (rem == 0)
-            continue;
-        size_t covered = 0;
-        int k = rill_buf_iovec(b, rill_buf_reader_index(b) + e->written + off, rem, iov + n,
-                               max - n, &covered);
-        if (k < 0) {
-            RILL_ERROR("channel %" PRIu64 ": a queued buffer changed after it was written", ch->id);
-            break;
-        }
-        n += k;
-        total += covered;
-        if (covered < rem)
-            break;
-    }
-    *bytes = total;
-    return n;
+        return iov_from(ch, q->head, 0, iov, max, bytes);
+    return iov_from(ch, q->pcur, q->pcur_off, iov, max, bytes);
 }
 
 void rill__outbound_posted(struct rill_channel *ch, size_t n)

@@ -100,7 +100,8 @@ void rill_rdma_region_desc(const struct rill_rdma_region *r, struct rill_rdma_de
  * use. Frees @r. */
 void rill_rdma_revoke(struct rill_rdma_region *r);
 
-/* Regions exposed and not yet revoked, process-wide (leak checks). */
+/* Thread: any. Regions exposed and not yet revoked, process-wide (leak
+ * checks). */
 size_t rill_rdma_region_count(void);
 
 /* ---- one-sided operations ---- */

@@ -26,7 +26,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +46,6 @@
 static _Atomic uint32_t next_gen = 1;
 
 /* ---- creation ---- */
-
-static int ec_open(struct rdma_ch *c)
-{
-    c->ec = rdma_create_event_channel();
-    if (!c->ec)
-        return errno ? -errno : -ENODEV;
-    int fl = fcntl(c->ec->fd, F_GETFL);
-    if (fl < 0 || fcntl(c->ec->fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
-}
 
 static int ch_alloc(struct rill_loop *loop, struct rill_channel *parent, struct rdma_ch **out)
 {
@@ -88,7 +76,7 @@ int rill__rdma_channel_new(struct rill_loop *loop, struct rill_channel **out)
     err = ch_alloc(loop, NULL, &c);
     if (err)
         return err;
-    err = ec_open(c);
+    err = rill__rdma_ec_open(&c->ec);
     if (!err && rdma_create_id(c->ec, &c->id, c, RDMA_PS_TCP) != 0)
         err = errno ? -errno : -ENOMEM;
     if (err) {
@@ -101,15 +89,8 @@ int rill__rdma_channel_new(struct rill_loop *loop, struct rill_channel **out)
 
 static void set_addrs(struct rdma_ch *c)
 {
-    struct sockaddr *sa = rdma_get_local_addr(c->id);
-    socklen_t len =
-        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (rill_addr_from_sockaddr(sa, len, &c->local) == 0)
-        c->local.scheme = RILL_ADDR_RDMA;
-    sa = rdma_get_peer_addr(c->id);
-    len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (rill_addr_from_sockaddr(sa, len, &c->remote) == 0)
-        c->remote.scheme = RILL_ADDR_RDMA;
+    rill__rdma_addr_of(rdma_get_local_addr(c->id), &c->local);
+    rill__rdma_addr_of(rdma_get_peer_addr(c->id), &c->remote);
 }
 
 int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, struct rdma_cm_id *id,
@@ -122,7 +103,7 @@ int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, st
     c->is_child = true;
     c->peer_depth = hello->recv_depth;
     c->peer_rsize = hello->recv_size;
-    err = ec_open(c);
+    err = rill__rdma_ec_open(&c->ec);
     if (!err && rdma_migrate_id(id, c->ec) != 0)
         err = errno ? -errno : -EIO;
     if (err) {
@@ -420,19 +401,9 @@ static void on_cm(struct rill_io *io, uint32_t events)
 {
     (void)events;
     struct rdma_ch *c = io->data;
-    struct rdma_cm_event *ev;
-    while (!c->closed && rdma_get_cm_event(c->ec, &ev) == 0) {
-        enum rdma_cm_event_type type = ev->event;
-        int status = ev->status;
-        uint8_t plen = ev->param.conn.private_data_len;
-        uint8_t pdata[256];
-        if (plen && ev->param.conn.private_data)
-            memcpy(pdata, ev->param.conn.private_data, plen);
-        else
-            plen = 0;
-        rdma_ack_cm_event(ev); /* before anything that may destroy the id */
-        on_cm_event(c, type, status < 0 ? status : -status, plen ? pdata : NULL, plen);
-    }
+    struct rdma_ev ev;
+    while (!c->closed && rill__rdma_ev_take(c->ec, &ev))
+        on_cm_event(c, ev.type, ev.status, ev.plen ? ev.pdata : NULL, ev.plen);
 }
 
 /* The peer disconnected: what it sent before is in our CQ or queue; act
@@ -453,11 +424,14 @@ static void ch_begin_read(struct rill_channel *ch)
     if (c->want_read)
         return;
     c->want_read = true;
-    if (c->inq_len && !c->in_dispatch && !c->closed) {
+    if (c->inq_len && !c->in_dispatch && !c->closed && !c->read_queued) {
+        c->read_queued = true;
         rill_channel_retain(ch);
         rill_task_init(&c->read_task, read_task, c);
-        if (rill_loop_post(ch->loop, &c->read_task) != 0)
+        if (rill_loop_post(ch->loop, &c->read_task) != 0) {
+            c->read_queued = false;
             rill_channel_release(ch);
+        }
     }
 }
 
@@ -855,6 +829,7 @@ static void deliver(struct rdma_ch *c)
 static void read_task(void *arg)
 {
     struct rdma_ch *c = arg;
+    c->read_queued = false;
     if (!c->closed)
         rill__rdma_ch_service(c);
     rill_channel_release(&c->base);

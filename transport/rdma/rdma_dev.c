@@ -167,8 +167,6 @@ out:
     return err;
 }
 
-bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
-
 bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey)
 {
     struct rill_mem_region r;
@@ -178,6 +176,53 @@ bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *
         return true;
     }
     return rill__rdma_region_lkey(dev, p, len, lkey);
+}
+
+/* ---- connection-manager plumbing ---- */
+
+int rill__rdma_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+int rill__rdma_ec_open(struct rdma_event_channel **out)
+{
+    struct rdma_event_channel *ec = rdma_create_event_channel();
+    if (!ec)
+        return errno ? -errno : -ENODEV;
+    int err = rill__rdma_nonblock(ec->fd);
+    if (err) {
+        rdma_destroy_event_channel(ec);
+        return err;
+    }
+    *out = ec;
+    return 0;
+}
+
+bool rill__rdma_ev_take(struct rdma_event_channel *ec, struct rdma_ev *out)
+{
+    struct rdma_cm_event *ev;
+    if (rdma_get_cm_event(ec, &ev) != 0)
+        return false;
+    out->type = ev->event;
+    out->status = ev->status < 0 ? ev->status : -ev->status;
+    out->id = ev->id;
+    out->plen = ev->param.conn.private_data ? ev->param.conn.private_data_len : 0;
+    if (out->plen)
+        memcpy(out->pdata, ev->param.conn.private_data, out->plen);
+    rdma_ack_cm_event(ev);
+    return true;
+}
+
+void rill__rdma_addr_of(const struct sockaddr *sa, struct rill_addr *out)
+{
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (rill_addr_from_sockaddr(sa, len, out) == 0)
+        out->scheme = RILL_ADDR_RDMA;
 }
 
 static pthread_once_t avail_once = PTHREAD_ONCE_INIT;
@@ -432,11 +477,9 @@ static int cq_new(struct rdma_loop *rl, struct rdma_dev *dev, int cqe, struct rd
         err = errno ? -errno : -ENOMEM;
         goto fail;
     }
-    int fl = fcntl(q->cc->fd, F_GETFL);
-    if (fl < 0 || fcntl(q->cc->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-        err = -errno;
+    err = rill__rdma_nonblock(q->cc->fd);
+    if (err)
         goto fail;
-    }
     if (cqe > dev->attr.max_cqe)
         cqe = dev->attr.max_cqe;
     q->cq = ibv_create_cq(dev->verbs, cqe, q, q->cc, 0);

@@ -94,8 +94,34 @@ struct rdma_dev {
 int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out);
 
 /* Thread: any. lkey covering [p, p + len) for @dev: rill I/O memory (the
- * allocator hook) or an exposed region; 0 when none. */
+ * allocator hook) or an exposed region; false when none. */
 bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
+/* Thread: any. The exposed-region half of rill__rdma_lkey (rdma_onesided.c). */
+bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
+
+/* ---- connection-manager plumbing shared by channels and listeners ---- */
+
+/* Thread: any. Make @fd non-blocking: 0 or -errno. */
+int rill__rdma_nonblock(int fd);
+/* Thread: any. A new non-blocking rdma_cm event channel in *out: 0 or
+ * -errno (-ENODEV without rdma_cm). */
+int rill__rdma_ec_open(struct rdma_event_channel **out);
+
+/* A CM event copied out of librdmacm's, so the event can be acked at once
+ * (an id cannot be destroyed or migrated while an event of it is unacked). */
+struct rdma_ev {
+    enum rdma_cm_event_type type;
+    int status; /* < 0 or 0 */
+    struct rdma_cm_id *id;
+    uint8_t plen;
+    uint8_t pdata[256];
+};
+/* Thread: the loop watching @ec. Take the next event: true and *out, or
+ * false when none is waiting. */
+bool rill__rdma_ev_take(struct rdma_event_channel *ec, struct rdma_ev *out);
+
+/* Thread: any. @sa (as rdma_cm gives it) as an rdma:// address. */
+void rill__rdma_addr_of(const struct sockaddr *sa, struct rill_addr *out);
 
 struct rdma_ch;
 
@@ -220,7 +246,8 @@ struct rdma_ch {
     bool is_child;
     int fail; /* a fatal completion error, acted on in the dirty pass */
     struct rill_list dirty;
-    struct rill_task read_task;
+    struct rill_task read_task; /* delivers for a read request (begin_read) */
+    bool read_queued;
     struct rill_addr local, remote;
     struct rill_rdma_stats st;
 };

@@ -29,8 +29,6 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rill_rdma_region *regions;
 static size_t nregions;
 
-bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
-
 bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey)
 {
     bool found = false;

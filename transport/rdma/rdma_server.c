@@ -7,7 +7,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,16 +64,9 @@ int rill__rdma_server_new(struct rill_loop *loop, struct rill_channel **out)
     }
     s->local.scheme = RILL_ADDR_RDMA;
     s->base.local_addr = &s->local;
-    s->ec = rdma_create_event_channel();
-    if (!s->ec) {
-        err = errno ? -errno : -ENODEV;
-    } else {
-        int fl = fcntl(s->ec->fd, F_GETFL);
-        if (fl < 0 || fcntl(s->ec->fd, F_SETFL, fl | O_NONBLOCK) < 0)
-            err = -errno;
-        else if (rdma_create_id(s->ec, &s->id, s, RDMA_PS_TCP) != 0)
-            err = errno ? -errno : -ENOMEM;
-    }
+    err = rill__rdma_ec_open(&s->ec);
+    if (!err && rdma_create_id(s->ec, &s->id, s, RDMA_PS_TCP) != 0)
+        err = errno ? -errno : -ENOMEM;
     if (err) {
         rill_channel_release(&s->base);
         return err;
@@ -92,13 +84,7 @@ int rill__rdma_server_listen(struct rill_channel *server, const struct rill_addr
         return errno ? -errno : -EADDRNOTAVAIL;
     if (rdma_listen(s->id, (int)rill__channel_opt(server, RILL_OPT_BACKLOG)) != 0)
         return errno ? -errno : -EIO;
-    struct sockaddr *sa = rdma_get_local_addr(s->id);
-    socklen_t len =
-        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int err = rill_addr_from_sockaddr(sa, len, &s->local);
-    if (err)
-        return err;
-    s->local.scheme = RILL_ADDR_RDMA;
+    rill__rdma_addr_of(rdma_get_local_addr(s->id), &s->local);
     s->listening = true;
     return 0;
 }
@@ -141,20 +127,11 @@ static void on_io(struct rill_io *io, uint32_t events)
 {
     (void)events;
     struct rdma_srv *s = io->data;
-    struct rdma_cm_event *ev;
-    while (!s->closed && s->want_read && rdma_get_cm_event(s->ec, &ev) == 0) {
-        enum rdma_cm_event_type type = ev->event;
-        struct rdma_cm_id *id = ev->id;
-        uint8_t plen = ev->param.conn.private_data_len;
-        uint8_t pdata[256];
-        if (plen && ev->param.conn.private_data)
-            memcpy(pdata, ev->param.conn.private_data, plen);
-        else
-            plen = 0;
-        rdma_ack_cm_event(ev); /* before the child's id moves to its own channel */
-        if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
-            connect_request(s, id, plen ? pdata : NULL, plen);
-        } else if (type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+    struct rdma_ev ev;
+    while (!s->closed && s->want_read && rill__rdma_ev_take(s->ec, &ev)) {
+        if (ev.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+            connect_request(s, ev.id, ev.plen ? ev.pdata : NULL, ev.plen);
+        } else if (ev.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
             RILL_WARN("rdma: server %" PRIu64 ": the RDMA device was removed", s->base.id);
             rill__channel_close(&s->base, -ENODEV);
         }
@@ -212,15 +189,12 @@ static void sv_close(struct rill_channel *ch)
         s->armed = false;
     }
     if (s->ec) {
-        /* Connect requests still queued here get no answer: their ids die
-         * with the channel and the peers see their connects fail. */
-        struct rdma_cm_event *ev;
-        while (rdma_get_cm_event(s->ec, &ev) == 0) {
-            struct rdma_cm_id *id = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST ? ev->id : NULL;
-            rdma_ack_cm_event(ev);
-            if (id)
-                reject(id, RILL_ECLOSED, "the server is closing");
-        }
+        /* Connect requests still queued here are rejected with a reason
+         * (their ids die with the listener's event channel otherwise). */
+        struct rdma_ev ev;
+        while (rill__rdma_ev_take(s->ec, &ev))
+            if (ev.type == RDMA_CM_EVENT_CONNECT_REQUEST)
+                reject(ev.id, RILL_ECLOSED, "the server is closing");
     }
     if (s->id) {
         rdma_destroy_id(s->id);
