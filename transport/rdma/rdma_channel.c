@@ -351,8 +351,11 @@ static void on_cm_event(struct rdma_ch *c, enum rdma_cm_event_type type, int sta
         rill__channel_connect_done(ch, 0);
         break;
     case RDMA_CM_EVENT_REJECTED: {
-        const struct rdma_reject *r = pdata;
-        if (plen >= sizeof(*r) && ntohl(r->magic) == RDMA_MAGIC) {
+        /* Copied out: private data has no alignment to rely on. */
+        struct rdma_reject rj, *r = &rj;
+        if (plen >= sizeof(rj))
+            memcpy(&rj, pdata, sizeof(rj));
+        if (plen >= sizeof(rj) && ntohl(r->magic) == RDMA_MAGIC) {
             char why[RDMA_REJECT_TEXT + 1];
             memcpy(why, r->why, RDMA_REJECT_TEXT);
             why[RDMA_REJECT_TEXT] = '\0';
