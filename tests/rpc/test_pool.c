@@ -68,9 +68,12 @@ Test(rpc_pool, several_connections_per_address)
     struct rill_rpc_pool *p = pt_pool(g, &o);
     for (int i = 0; i < 30; i++)
         cr_assert_eq(pt_call(p, s.uri, "who", false, NULL, 0, NULL), 0);
+    /* The pool's connects complete when the kernel finishes the handshake;
+     * the server counts a connection when its worker loop takes it, which a
+     * loaded machine can delay past the last call. */
     struct rill_rpc_server_stats st;
-    rill_rpc_server_stats(s.rs, &st);
-    cr_assert_eq(st.connections_total, 3);
+    cr_assert(TX_EVENTUALLY((rill_rpc_server_stats(s.rs, &st), st.connections_total == 3)),
+              "server saw %llu connections", (unsigned long long)st.connections_total);
     struct rill_rpc_endpoint_info ei;
     cr_assert_eq(rill_rpc_pool_endpoint_info(p, s.uri, &ei), 0);
     cr_assert_eq(ei.connections, 3);
@@ -113,7 +116,8 @@ Test(rpc_pool, pongs_keep_an_idle_connection)
     struct rill_rpc_pool_opts o;
     rill_rpc_pool_opts_init(&o);
     o.ping_idle_ns = 50 * RILL_NS_PER_MS;
-    o.max_missed_pongs = 2;
+    /* Generous, so a loaded machine's stall does not look like silence. */
+    o.max_missed_pongs = 5;
     struct rill_rpc_pool *p = pt_pool(g, &o);
     cr_assert_eq(pt_call(p, s.uri, "who", false, NULL, 0, NULL), 0);
     struct rill_rpc_pool_stats ps;
