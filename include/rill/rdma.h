@@ -46,9 +46,10 @@ struct rill_promise;
 
 /* ---- availability ---- */
 
-/* Thread: any. 0 when this machine has an RDMA device rdma_cm can use,
- * -ENODEV when it has none, -EPROTONOSUPPORT when rill was built without
- * RDMA. Cheap after the first call. */
+/* Thread: any. 0 when this machine has an RDMA device, -ENODEV when it
+ * has none, -EPROTONOSUPPORT when rill was built without RDMA. The answer
+ * is kept for a second (and dropped when a device is removed), so it is
+ * cheap and still sees devices come and go. */
 int rill_rdma_available(void);
 
 /* Thread: any. True when @ch is an RDMA channel (rdma:// or an rdma+tcp://
@@ -86,8 +87,10 @@ struct rill_rdma_region;
  * memory is the caller's and must stay valid until rill_rdma_revoke. The
  * region may be used with every channel on the same device. Returns 0 and
  * the region (owned by the caller) in *out, or -EINVAL (bad arguments),
- * -ENOTSUP (@ch is not an RDMA channel or has no queue pair yet), or the
- * registration's -errno. */
+ * -ENOTSUP (@ch is not an RDMA channel or has no queue pair yet), -ENODEV
+ * (the device was removed), or the registration's -errno. When the device
+ * is removed, its regions are deregistered with everything else rill holds
+ * on it; the region objects stay the caller's, to revoke as usual. */
 int rill_rdma_expose(struct rill_channel *ch, void *addr, size_t len, unsigned access,
                      struct rill_rdma_region **out);
 

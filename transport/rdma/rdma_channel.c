@@ -103,7 +103,9 @@ int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, st
     c->is_child = true;
     c->peer_depth = hello->recv_depth;
     c->peer_rsize = hello->recv_size;
-    err = rill__rdma_ec_open(&c->ec);
+    err = rill__rdma_dev_get(id->verbs, &c->dev);
+    if (!err)
+        err = rill__rdma_ec_open(&c->ec);
     if (!err && rdma_migrate_id(id, c->ec) != 0)
         err = errno ? -errno : -EIO;
     if (err) {
@@ -170,9 +172,7 @@ static void fail(struct rdma_ch *c, int err)
 static int qp_setup(struct rdma_ch *c)
 {
     struct rill_channel *ch = &c->base;
-    int err = rill__rdma_dev_get(c->id->verbs, &c->dev);
-    if (err)
-        return err;
+    int err;
     c->rl = rill__rdma_loop(ch->loop);
     if (!c->rl)
         return -ENOMEM;
@@ -316,7 +316,11 @@ static void on_cm_event(struct rdma_ch *c, enum rdma_cm_event_type type, int sta
     int err;
     switch (type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED:
-        if (rdma_resolve_route(c->id, CM_TIMEOUT_MS) != 0)
+        /* The id is on a device now: hold it (removal waits for us). */
+        err = c->dev ? 0 : rill__rdma_dev_get(c->id->verbs, &c->dev);
+        if (err)
+            connect_failed(c, err, "the RDMA device cannot be used");
+        else if (rdma_resolve_route(c->id, CM_TIMEOUT_MS) != 0)
             connect_failed(c, -errno, "route resolution did not start");
         break;
     case RDMA_CM_EVENT_ROUTE_RESOLVED:
@@ -390,6 +394,8 @@ static void on_cm_event(struct rdma_ch *c, enum rdma_cm_event_type type, int sta
         break;
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
         RILL_WARN("rdma: channel %" PRIu64 ": the RDMA device was removed", ch->id);
+        if (c->dev)
+            rill__rdma_dev_removed(c->dev);
         if (c->connecting)
             connect_failed(c, -ENODEV, "device removed");
         else
@@ -554,6 +560,8 @@ static void ch_close(struct rill_channel *ch)
         rdma_destroy_event_channel(c->ec);
         c->ec = NULL;
     }
+    if (c->dev)
+        rill__rdma_dev_put(c->dev); /* c->dev stays readable: never freed */
 }
 
 static void ch_destroy(struct rill_channel *ch)

@@ -19,10 +19,15 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rill/alloc.h"
+#include "rill/clock.h"
 #include "rill/error.h"
 #include "rill/log.h"
 
@@ -93,6 +98,16 @@ int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, con
 static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rdma_dev *devs;
 
+void rill__rdma_dev_lock(void)
+{
+    pthread_mutex_lock(&dev_lock);
+}
+
+void rill__rdma_dev_unlock(void)
+{
+    pthread_mutex_unlock(&dev_lock);
+}
+
 /* A chunk the device cannot register (the device went away, the pinned
  * memory limit) still serves allocations: its buffers are not zero-copy on
  * that device (sends copy, receives fail), instead of every allocation in
@@ -118,53 +133,194 @@ static void chunk_dereg(void *arg, void *base, size_t len, void *handle)
         ibv_dereg_mr(handle);
 }
 
+/* dev_lock held. A new entry for @verbs: PD and allocator hook. */
+static int dev_open(struct ibv_context *verbs, struct rdma_dev **out)
+{
+    struct rdma_dev *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->verbs = verbs;
+    d->hook_slot = -1;
+    int err = 0;
+    if (ibv_query_device(verbs, &d->attr) != 0) {
+        err = errno ? -errno : -EIO;
+        goto fail;
+    }
+    struct ibv_port_attr pa;
+    d->max_msg = ibv_query_port(verbs, 1, &pa) == 0 ? pa.max_msg_sz : (1u << 30);
+    d->device = verbs->device;
+    d->cmd_fd = verbs->cmd_fd;
+    d->async_fd = verbs->async_fd;
+    struct stat st;
+    if (fstat(d->cmd_fd, &st) == 0)
+        d->cmd_rdev = st.st_rdev;
+    if (fstat(d->async_fd, &st) == 0)
+        d->async_ino = st.st_ino;
+    d->pd = ibv_alloc_pd(verbs);
+    if (!d->pd) {
+        err = errno ? -errno : -ENOMEM;
+        goto fail;
+    }
+    struct rill_mem_hook hook = { .reg = chunk_reg, .dereg = chunk_dereg, .arg = d };
+    err = rill_alloc_hook_add(&hook, &d->hook_slot);
+    if (err) {
+        RILL_ERROR("rdma: cannot register the buffer pool with %s: %s",
+                   ibv_get_device_name(verbs->device), rill_strerror(err));
+        ibv_dealloc_pd(d->pd);
+        goto fail;
+    }
+    RILL_DEBUGF("rdma: device %s ready (max_sge %d, max_qp_wr %d, max_msg %u)",
+                ibv_get_device_name(verbs->device), d->attr.max_sge, d->attr.max_qp_wr, d->max_msg);
+    *out = d;
+    return 0;
+fail:
+    free(d);
+    return err;
+}
+
 int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
 {
+    if (!verbs)
+        return -ENODEV;
     pthread_mutex_lock(&dev_lock);
     struct rdma_dev *d;
     for (d = devs; d; d = d->next)
         if (d->verbs == verbs)
             break;
     int err = 0;
-    if (!d) {
-        d = calloc(1, sizeof(*d));
-        if (!d) {
-            err = -ENOMEM;
-            goto out;
+    if (d && atomic_load(&d->dead)) {
+        err = -ENODEV; /* an id that has not seen the removal yet */
+    } else if (!d) {
+        err = dev_open(verbs, &d);
+        if (!err) {
+            d->next = devs;
+            devs = d;
         }
-        d->verbs = verbs;
-        if (ibv_query_device(verbs, &d->attr) != 0) {
-            err = errno ? -errno : -EIO;
-            free(d);
-            goto out;
-        }
-        struct ibv_port_attr pa;
-        d->max_msg = ibv_query_port(verbs, 1, &pa) == 0 ? pa.max_msg_sz : (1u << 30);
-        d->pd = ibv_alloc_pd(verbs);
-        if (!d->pd) {
-            err = errno ? -errno : -ENOMEM;
-            free(d);
-            goto out;
-        }
-        struct rill_mem_hook hook = { .reg = chunk_reg, .dereg = chunk_dereg, .arg = d };
-        err = rill_alloc_hook_add(&hook, &d->hook_slot);
-        if (err) {
-            RILL_ERROR("rdma: cannot register the buffer pool with %s: %s",
-                       ibv_get_device_name(verbs->device), rill_strerror(err));
-            ibv_dealloc_pd(d->pd);
-            free(d);
-            goto out;
-        }
-        d->next = devs;
-        devs = d;
-        RILL_DEBUGF("rdma: device %s ready (max_sge %d, max_qp_wr %d, max_msg %u)",
-                    ibv_get_device_name(verbs->device), d->attr.max_sge, d->attr.max_qp_wr,
-                    d->max_msg);
     }
-out:
+    if (!err)
+        d->refs++;
     pthread_mutex_unlock(&dev_lock);
     *out = err ? NULL : d;
     return err;
+}
+
+/* ---- removal ----
+ *
+ * The kernel finishes removing a device only when every user-space context
+ * on it is closed, and the context is librdmacm's. librdmacm closes it
+ * when it notices the device has gone from the device list while none of
+ * its ids uses it; but it looks only when asked for devices, and with no
+ * device left at all it cannot look (rdma-core 44 gives up on an empty
+ * list). So once all of our objects on the device are gone: if other
+ * devices remain, let librdmacm look (rdma_get_devices); if none remain,
+ * point the context's two descriptors at /dev/null, which drops the
+ * kernel's file without closing the numbers librdmacm will close later.
+ * That runs on a short-lived thread that waits for the device to leave
+ * the list (it already has when the removal event arrives, on the kernels
+ * tried). */
+
+#define RELEASE_POLL_NS (20 * RILL_NS_PER_MS)
+#define RELEASE_TRIES   500 /* 10 s */
+
+static _Atomic int64_t avail_until; /* rill_rdma_available's cache, ns */
+
+/* -EAGAIN while the device is still listed, else 0. */
+static int context_release(struct rdma_dev *d)
+{
+    int n = 0;
+    struct ibv_device **l = ibv_get_device_list(&n);
+    bool listed = false;
+    for (int i = 0; l && i < n; i++)
+        listed |= l[i] == d->device;
+    if (l)
+        ibv_free_device_list(l);
+    if (listed)
+        return -EAGAIN;
+    if (n > 0) {
+        struct ibv_context **v = rdma_get_devices(NULL);
+        if (v)
+            rdma_free_devices(v);
+        return 0;
+    }
+    /* Only while the numbers still name this context's files: librdmacm
+     * cannot have closed it (it does not look at an empty list). */
+    struct stat st;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return 0;
+    if (fstat(d->cmd_fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == d->cmd_rdev)
+        dup3(null, d->cmd_fd, O_CLOEXEC);
+    if (fstat(d->async_fd, &st) == 0 && st.st_ino == d->async_ino)
+        dup3(null, d->async_fd, O_CLOEXEC);
+    close(null);
+    return 0;
+}
+
+static void *release_main(void *arg)
+{
+    struct rdma_dev *d = arg;
+    const char *name = ibv_get_device_name(d->device);
+    char dn[IBV_SYSFS_NAME_MAX];
+    snprintf(dn, sizeof(dn), "%s", name ? name : "?");
+    int tries = 0;
+    struct timespec ts = { 0, RELEASE_POLL_NS };
+    while (context_release(d) == -EAGAIN && ++tries < RELEASE_TRIES)
+        nanosleep(&ts, NULL);
+    if (tries == RELEASE_TRIES)
+        RILL_WARN("rdma: %s is still listed %d s after its removal; its context stays open", dn,
+                  RELEASE_TRIES * (int)(RELEASE_POLL_NS / RILL_NS_PER_MS) / 1000);
+    else
+        RILL_INFO("rdma: %s removed; its resources are released", dn);
+    pthread_mutex_lock(&dev_lock);
+    d->verbs = NULL; /* a new context may get the same address */
+    pthread_mutex_unlock(&dev_lock);
+    return NULL;
+}
+
+/* dev_lock held. Release what we hold on a removed device once nothing
+ * uses it, then give its context back. */
+static void dev_maybe_release(struct rdma_dev *d)
+{
+    if (!atomic_load(&d->dead) || d->released || d->ncq || d->refs)
+        return;
+    d->released = true;
+    if (d->hook_slot >= 0)
+        rill_alloc_hook_remove(d->hook_slot);
+    d->hook_slot = -1;
+    rill__rdma_regions_drop(d);
+    if (d->pd && ibv_dealloc_pd(d->pd) != 0)
+        RILL_ERROR("rdma: cannot free the protection domain of a removed device: %s",
+                   rill_strerror(-errno));
+    d->pd = NULL;
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, release_main, d) != 0)
+        RILL_ERROR("rdma: no thread to release a removed device's context");
+    pthread_attr_destroy(&a);
+}
+
+static void reap_post(struct rdma_loop *rl);
+
+void rill__rdma_dev_removed(struct rdma_dev *d)
+{
+    pthread_mutex_lock(&dev_lock);
+    if (!atomic_exchange(&d->dead, true)) {
+        atomic_store(&avail_until, 0);
+        for (struct rdma_cq *q = d->cqs; q; q = q->dev_next)
+            reap_post(q->rl);
+    }
+    dev_maybe_release(d);
+    pthread_mutex_unlock(&dev_lock);
+}
+
+void rill__rdma_dev_put(struct rdma_dev *d)
+{
+    pthread_mutex_lock(&dev_lock);
+    d->refs--;
+    dev_maybe_release(d);
+    pthread_mutex_unlock(&dev_lock);
 }
 
 bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey)
@@ -225,22 +381,25 @@ void rill__rdma_addr_of(const struct sockaddr *sa, struct rill_addr *out)
         out->scheme = RILL_ADDR_RDMA;
 }
 
-static pthread_once_t avail_once = PTHREAD_ONCE_INIT;
-static int avail_result;
-
-static void probe(void)
-{
-    int n = 0;
-    struct ibv_context **list = rdma_get_devices(&n);
-    avail_result = list && n > 0 ? 0 : -ENODEV;
-    if (list)
-        rdma_free_devices(list);
-}
+/* Asks libibverbs, which does not open the devices: a context librdmacm
+ * opened would keep a device we never use from being removed. Kept for a
+ * second (and dropped when a device is removed), so devices that come and
+ * go are seen. */
+static _Atomic int avail_result;
 
 int rill_rdma_available(void)
 {
-    pthread_once(&avail_once, probe);
-    return avail_result;
+    int64_t now = (int64_t)rill_clock_now_ns();
+    if (now < atomic_load_explicit(&avail_until, memory_order_acquire))
+        return atomic_load_explicit(&avail_result, memory_order_relaxed);
+    int n = 0;
+    struct ibv_device **l = ibv_get_device_list(&n);
+    if (l)
+        ibv_free_device_list(l);
+    int r = l && n > 0 ? 0 : -ENODEV;
+    atomic_store_explicit(&avail_result, r, memory_order_relaxed);
+    atomic_store_explicit(&avail_until, now + (int64_t)RILL_NS_PER_S, memory_order_release);
+    return r;
 }
 
 /* ---- the qp_num -> channel table ---- */
@@ -512,6 +671,8 @@ fail:
 int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entries,
                           struct rdma_cq **out)
 {
+    if (atomic_load(&dev->dead))
+        return -ENODEV;
     struct rdma_cq *q;
     for (q = rl->cqs; q; q = q->next)
         if (q->dev == dev)
@@ -523,6 +684,11 @@ int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entrie
             return err;
         q->next = rl->cqs;
         rl->cqs = q;
+        pthread_mutex_lock(&dev_lock);
+        q->dev_next = dev->cqs;
+        dev->cqs = q;
+        dev->ncq++;
+        pthread_mutex_unlock(&dev_lock);
     }
     if (q->used + entries > q->cqe) {
         int want = (q->used + entries) * 2;
@@ -543,6 +709,66 @@ int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entrie
 void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries)
 {
     cq->used -= entries;
+    if (cq->used == 0 && atomic_load(&cq->dev->dead))
+        reap_post(cq->rl);
+}
+
+/* Destroy @q (off its loop's list, its io stopped) and let its device go
+ * when it was the last. */
+static void cq_free(struct rdma_cq *q)
+{
+    if (q->unacked)
+        ibv_ack_cq_events(q->cq, q->unacked);
+    free(q->stash);
+    ibv_destroy_cq(q->cq);
+    ibv_destroy_comp_channel(q->cc);
+    struct rdma_dev *d = q->dev;
+    pthread_mutex_lock(&dev_lock);
+    for (struct rdma_cq **pp = &d->cqs; *pp; pp = &(*pp)->dev_next) {
+        if (*pp == q) {
+            *pp = q->dev_next;
+            d->ncq--;
+            break;
+        }
+    }
+    dev_maybe_release(d);
+    pthread_mutex_unlock(&dev_lock);
+    free(q);
+}
+
+/* Loop thread, from a task (never inside a poll of the CQ). */
+static void reap_task(void *arg)
+{
+    struct rdma_loop *rl = arg;
+    atomic_store(&rl->reap_queued, false);
+    for (struct rdma_cq **pp = &rl->cqs; *pp;) {
+        struct rdma_cq *q = *pp;
+        if (q->used || !atomic_load(&q->dev->dead)) {
+            pp = &q->next;
+            continue;
+        }
+        if (q->stash_queued) { /* its task holds it: after that one */
+            reap_post(rl);
+            pp = &q->next;
+            continue;
+        }
+        *pp = q->next;
+        if (q->polling)
+            rill__loop_remove_poller(&q->poller);
+        rill_io_stop(&q->io);
+        cq_free(q);
+    }
+}
+
+/* Thread: any; the loop is alive (its CQ is on a device's list, or this is
+ * its thread). */
+static void reap_post(struct rdma_loop *rl)
+{
+    if (atomic_exchange(&rl->reap_queued, true))
+        return;
+    rill_task_init(&rl->reap_task, reap_task, rl);
+    if (rill_loop_post(rl->loop, &rl->reap_task) != 0)
+        atomic_store(&rl->reap_queued, false); /* terminated: loop_free reaps */
 }
 
 /* ---- per-loop state ---- */
@@ -553,12 +779,7 @@ static void loop_free(void *data)
     struct rdma_cq *q = rl->cqs;
     while (q) {
         struct rdma_cq *next = q->next;
-        if (q->unacked)
-            ibv_ack_cq_events(q->cq, q->unacked);
-        free(q->stash);
-        ibv_destroy_cq(q->cq);
-        ibv_destroy_comp_channel(q->cc);
-        free(q);
+        cq_free(q);
         q = next;
     }
     free(rl->qps);

@@ -30,8 +30,10 @@
 
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "channel/channel_internal.h"
 #include "rill/addr.h"
@@ -78,26 +80,62 @@ int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, con
 
 /* ---- devices (rdma_dev.c) ---- */
 
-/* One per device per process; never freed (registrations live as long as
- * the allocator's chunks). */
+/* One per device per process, made when the first of our rdma_cm ids lands
+ * on the device (a listener bound to its address, a connecting or accepted
+ * channel), with the PD and the allocator's registrations (hook), which
+ * then live as long as the device does.
+ *
+ * Removal (DEVICE_REMOVAL on any of our ids) makes it dead: no new users;
+ * each loop destroys its CQ of the device once its channels have closed;
+ * when no CQ and no id is left, the registrations, the exposed regions and
+ * the PD are released and the verbs context is given back so the kernel
+ * can finish the removal (rdma_dev.c, "removal"). The struct itself is
+ * never freed: closed channels and regions may still point at it. */
 struct rdma_dev {
-    struct ibv_context *verbs;
-    struct ibv_pd *pd;
-    int hook_slot; /* allocator hook: chunk -> ibv_mr on pd */
+    struct ibv_context *verbs; /* NULL once given back */
+    struct ibv_pd *pd;         /* NULL once released */
+    int hook_slot;             /* allocator hook: chunk -> ibv_mr on pd; -1 */
     struct ibv_device_attr attr;
     uint32_t max_msg;
+    /* Under the device lock (rill__rdma_dev_lock): */
+    int refs;            /* our ids on the device */
+    int ncq;             /* CQs of loops on the device, linked by dev_next */
+    struct rdma_cq *cqs; /* " */
+    _Atomic bool dead;   /* removed (read without the lock) */
+    bool released;       /* PD and registrations gone */
+    /* What giving the context back checks (the fds are librdmacm's). */
+    struct ibv_device *device;
+    int cmd_fd, async_fd;
+    dev_t cmd_rdev;
+    ino_t async_ino;
     struct rdma_dev *next;
 };
 
 /* Thread: any. The device entry of @verbs, created on first use (PD,
- * allocator hook). 0 or -errno. */
+ * allocator hook), with a hold for the caller's id: give it back with
+ * rill__rdma_dev_put once the id is destroyed. 0 or -errno (-ENODEV: the
+ * device is being removed). */
 int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out);
+/* Thread: any. Drop a hold of rill__rdma_dev_get. */
+void rill__rdma_dev_put(struct rdma_dev *dev);
+/* Thread: any (the loop of the id that saw RDMA_CM_EVENT_DEVICE_REMOVAL).
+ * Start tearing @dev down; the caller then closes its channel. */
+void rill__rdma_dev_removed(struct rdma_dev *dev);
+/* Thread: any. The device lock, for registering memory with dev->pd
+ * outside a channel's lifetime (regions): with it held, a dev whose pd is
+ * not NULL stays usable. Do not take it inside rill__rdma_region_lkey's
+ * lock. */
+void rill__rdma_dev_lock(void);
+void rill__rdma_dev_unlock(void);
 
 /* Thread: any. lkey covering [p, p + len) for @dev: rill I/O memory (the
  * allocator hook) or an exposed region; false when none. */
 bool rill__rdma_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
 /* Thread: any. The exposed-region half of rill__rdma_lkey (rdma_onesided.c). */
 bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uint32_t *lkey);
+/* Thread: any, the device lock held. Deregister every region exposed on
+ * @dev (removal): the regions stay, revoked, for their owners to free. */
+void rill__rdma_regions_drop(struct rdma_dev *dev);
 
 /* ---- connection-manager plumbing shared by channels and listeners ---- */
 
@@ -145,7 +183,8 @@ struct rdma_cq {
     unsigned nstash, capstash;
     bool stash_queued;
     struct rill_task stash_task;
-    struct rdma_cq *next;
+    struct rdma_cq *next;     /* the loop's CQs */
+    struct rdma_cq *dev_next; /* the device's CQs (device lock) */
 };
 
 /* Per loop: the CQs and the qp_num -> channel table. */
@@ -155,14 +194,22 @@ struct rdma_loop {
     struct rdma_ch **qps; /* open addressing, key qpn; NULL empty, TOMB deleted */
     unsigned qcap, qlen, qtomb;
     struct rill_list dirty; /* channels with completions to act on */
+    /* Destroys the CQs of removed devices once unused (never from inside a
+     * poll). */
+    struct rill_task reap_task;
+    _Atomic bool reap_queued;
 };
 
 /* Thread: loop thread. The loop's RDMA state, created on first use. */
 struct rdma_loop *rill__rdma_loop(struct rill_loop *loop);
 /* Thread: loop thread. The loop's CQ for @dev, created on first use and
- * grown so that @entries more fit. 0 or -errno. */
+ * grown so that @entries more fit. 0 or -errno (-ENODEV: @dev is being
+ * removed). */
 int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entries,
                           struct rdma_cq **out);
+/* Thread: loop thread. Give back what rill__rdma_cq_reserve took (the
+ * queue pair is destroyed); the last user of a removed device's CQ lets
+ * the loop destroy it. */
 void rill__rdma_cq_unreserve(struct rdma_cq *cq, int entries);
 /* Thread: loop thread. Poll @cq dry and act on what came (the CQ's event
  * or poller does this; a channel calls it when it must see every

@@ -20,8 +20,9 @@
 /* ---- regions ---- */
 
 struct rill_rdma_region {
-    struct ibv_mr *mr;
+    struct ibv_mr *mr; /* NULL once its device was removed */
     struct rdma_dev *dev;
+    struct rill_rdma_desc desc;
     struct rill_rdma_region *next;
 };
 
@@ -34,8 +35,9 @@ bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uin
     bool found = false;
     pthread_mutex_lock(&reg_lock);
     for (struct rill_rdma_region *r = regions; r; r = r->next) {
-        const char *b = r->mr->addr;
-        if (r->dev == dev && (const char *)p >= b && (const char *)p + len <= b + r->mr->length) {
+        const char *b = (const char *)(uintptr_t)r->desc.addr;
+        if (r->dev == dev && r->mr && (const char *)p >= b &&
+            (const char *)p + len <= b + r->desc.len) {
             *lkey = r->mr->lkey;
             found = true;
             break;
@@ -43,6 +45,18 @@ bool rill__rdma_region_lkey(struct rdma_dev *dev, const void *p, size_t len, uin
     }
     pthread_mutex_unlock(&reg_lock);
     return found;
+}
+
+void rill__rdma_regions_drop(struct rdma_dev *dev)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (struct rill_rdma_region *r = regions; r; r = r->next) {
+        if (r->dev == dev && r->mr) {
+            ibv_dereg_mr(r->mr);
+            r->mr = NULL;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
 }
 
 int rill_rdma_expose(struct rill_channel *ch, void *addr, size_t len, unsigned access,
@@ -62,27 +76,36 @@ int rill_rdma_expose(struct rill_channel *ch, void *addr, size_t len, unsigned a
     struct rill_rdma_region *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
-    r->mr = ibv_reg_mr(dev->pd, addr, len, flags);
-    if (!r->mr) {
-        int err = errno ? -errno : -ENOMEM;
+    /* Under the device lock, so a removal releases this region too. */
+    rill__rdma_dev_lock();
+    int err = 0;
+    if (!dev->pd || atomic_load(&dev->dead))
+        err = -ENODEV;
+    else if (!(r->mr = ibv_reg_mr(dev->pd, addr, len, flags)))
+        err = errno ? -errno : -ENOMEM;
+    if (!err) {
+        r->dev = dev;
+        r->desc = (struct rill_rdma_desc){ .addr = (uintptr_t)r->mr->addr,
+                                           .len = r->mr->length,
+                                           .rkey = r->mr->rkey };
+        pthread_mutex_lock(&reg_lock);
+        r->next = regions;
+        regions = r;
+        nregions++;
+        pthread_mutex_unlock(&reg_lock);
+    }
+    rill__rdma_dev_unlock();
+    if (err) {
         free(r);
         return err;
     }
-    r->dev = dev;
-    pthread_mutex_lock(&reg_lock);
-    r->next = regions;
-    regions = r;
-    nregions++;
-    pthread_mutex_unlock(&reg_lock);
     *out = r;
     return 0;
 }
 
 void rill_rdma_region_desc(const struct rill_rdma_region *r, struct rill_rdma_desc *out)
 {
-    out->addr = (uintptr_t)r->mr->addr;
-    out->len = r->mr->length;
-    out->rkey = r->mr->rkey;
+    *out = r->desc;
 }
 
 void rill_rdma_revoke(struct rill_rdma_region *r)
@@ -97,8 +120,9 @@ void rill_rdma_revoke(struct rill_rdma_region *r)
             break;
         }
     }
+    if (r->mr)
+        ibv_dereg_mr(r->mr);
     pthread_mutex_unlock(&reg_lock);
-    ibv_dereg_mr(r->mr);
     free(r);
 }
 

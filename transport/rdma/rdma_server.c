@@ -18,6 +18,7 @@ struct rdma_srv {
     struct rill_channel base; /* first: the core's part */
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;
+    struct rdma_dev *dev; /* held while bound to one device's address */
     struct rill_io io;
     bool listening, armed, want_read, closed;
     _Atomic uint64_t accepted;
@@ -82,6 +83,13 @@ int rill__rdma_server_listen(struct rill_channel *server, const struct rill_addr
         return -EAFNOSUPPORT;
     if (rdma_bind_addr(s->id, (struct sockaddr *)&addr->sa) != 0)
         return errno ? -errno : -EADDRNOTAVAIL;
+    /* Bound to one device's address: hold the device (a wildcard address
+     * is on none). */
+    if (s->id->verbs) {
+        int err = rill__rdma_dev_get(s->id->verbs, &s->dev);
+        if (err)
+            return err;
+    }
     if (rdma_listen(s->id, (int)rill__channel_opt(server, RILL_OPT_BACKLOG)) != 0)
         return errno ? -errno : -EIO;
     rill__rdma_addr_of(rdma_get_local_addr(s->id), &s->local);
@@ -133,6 +141,8 @@ static void on_io(struct rill_io *io, uint32_t events)
             connect_request(s, ev.id, ev.plen ? ev.pdata : NULL, ev.plen);
         } else if (ev.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
             RILL_WARN("rdma: server %" PRIu64 ": the RDMA device was removed", s->base.id);
+            if (s->dev)
+                rill__rdma_dev_removed(s->dev);
             rill__channel_close(&s->base, -ENODEV);
         }
     }
@@ -203,6 +213,10 @@ static void sv_close(struct rill_channel *ch)
     if (s->ec) {
         rdma_destroy_event_channel(s->ec);
         s->ec = NULL;
+    }
+    if (s->dev) {
+        rill__rdma_dev_put(s->dev);
+        s->dev = NULL;
     }
 }
 
