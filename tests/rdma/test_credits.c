@@ -9,6 +9,11 @@
  * bytes stayed under the high watermark plus one write, that no error happened, and that the
  * transport counted credit stalls and credit messages.
  *
+ * The same with every write going by rendezvous (8 KiB writes, threshold
+ * 4 KiB, 4 receives): an offer holds its receive until its data is
+ * delivered, so credits hold back large writes as well, and the reader's
+ * undelivered buffers stay bounded.
+ *
  * Then the smallest receive settings (4 buffers of 256 B) still carry a
  * few MiB of mixed sizes correctly.
  *
@@ -129,6 +134,7 @@ static int reader_init(struct rill_channel *ch, void *arg)
 
 struct pump {
     uint64_t total;
+    size_t chunk;
     uint64_t sent; /* loop thread only */
     struct rill_promise *last;
     _Atomic size_t max_pending;
@@ -142,7 +148,7 @@ static void pump(struct rill_ctx *ctx)
     atomic_fetch_add(&p->pumps, 1);
     bool wrote = false;
     while (p->sent < p->total && rill_channel_is_writable(ch)) {
-        size_t n = p->total - p->sent < CHUNK ? (size_t)(p->total - p->sent) : CHUNK;
+        size_t n = p->total - p->sent < p->chunk ? (size_t)(p->total - p->sent) : p->chunk;
         struct rill_buf *b = rt_pattern(n, p->sent, SEED);
         p->sent += n;
         rill_ctx_write(ctx, rill_buf_msg(b), p->sent == p->total ? p->last : NULL);
@@ -151,7 +157,7 @@ static void pump(struct rill_ctx *ctx)
         if (pend > atomic_load(&p->max_pending))
             atomic_store(&p->max_pending, pend);
         /* Hand over a few at a time, not just at the watermark. */
-        if (p->sent % (4 * CHUNK) == 0)
+        if (p->sent % (4 * p->chunk) == 0)
             rill_ctx_flush(ctx);
     }
     if (wrote)
@@ -202,26 +208,26 @@ static int pump_init(struct rill_channel *ch, void *arg)
     return rill_pipeline_add_last(rill_channel_pipeline(ch), "pump", &pump_handler, arg);
 }
 
-Test(credits, slow_reader_makes_the_writer_unwritable)
+/* A slow reader (@depth receives, one read batch per @tick_ms) against a
+ * writer of @total bytes in @chunk byte writes; @rndv is the writer's
+ * rendezvous threshold (0: the default). */
+static void slow_reader(uint32_t depth, uint64_t tick_ms, size_t chunk, size_t rndv, uint64_t total)
 {
     const char *ip = rt_ip();
     uint64_t t0 = rill_clock_now_ns();
     struct rill_loop_group *boss = tx_group("boss", 1), *workers = tx_group("work", 2);
-    /* At most 16 receive buffers (256 KiB) per 25 ms tick: about 10 MB/s,
-     * slower than the device even in the emulated guest, so the writer
-     * must wait for credits every tick. */
-    struct reader r = { .tick_ns = 25 * RILL_NS_PER_MS };
+    struct reader r = { .tick_ns = tick_ms * RILL_NS_PER_MS };
     atomic_store(&r.bad_at, -1);
     struct rill_channel_opts child;
     rill_channel_opts_init(&child);
     rill_channel_opts_set(&child, RILL_OPT_AUTO_READ, 0);
-    rill_channel_opts_set(&child, RILL_OPT_RDMA_RECV_DEPTH, 16);
+    rill_channel_opts_set(&child, RILL_OPT_RDMA_RECV_DEPTH, depth);
     char uri[RILL_ADDR_STRLEN];
     rt_uri(uri, sizeof(uri), "rdma", ip, 0);
     struct rill_server *srv = tx_server_opts(boss, workers, uri, reader_init, &r, &child);
     rt_uri(uri, sizeof(uri), "rdma", ip, rt_server_port(srv));
 
-    struct pump p = { .total = (uint64_t)32 << 20, .last = tx_promise(NULL) };
+    struct pump p = { .total = total, .chunk = chunk, .last = tx_promise(NULL) };
     struct rill_client_opts co;
     rill_client_opts_init(&co);
     co.group = workers;
@@ -229,12 +235,14 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     co.arg = &p;
     rill_channel_opts_set(&co.opts, RILL_OPT_WRITE_HIGH_WATER, (int64_t)HIGH_WATER);
     rill_channel_opts_set(&co.opts, RILL_OPT_WRITE_LOW_WATER, (int64_t)LOW_WATER);
+    if (rndv)
+        rill_channel_opts_set(&co.opts, RILL_OPT_RDMA_RNDV, (int64_t)rndv);
     int err;
     struct rill_channel *ch = tx_connect_opts(&co, uri, &err);
     cr_assert_not_null(ch, "connect %s: %s", uri, rill_strerror(err));
     cr_assert(rill_channel_is_rdma(ch));
 
-    /* Bounded: 32 MiB at the emulator's pace, with progress checks. */
+    /* Bounded: at the emulator's pace, with progress checks. */
     uint64_t dl = rill_test_deadline_ms(180000), last_progress = rill_clock_now_ns();
     uint64_t seen = 0;
     while (atomic_load(&r.received) < p.total && rill_test_before(dl)) {
@@ -246,9 +254,10 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
         }
         cr_assert_lt(rill_clock_now_ns() - last_progress, 30 * RILL_NS_PER_S,
                      "no progress for 30 s at %llu of %llu B (client active %d, server inactive "
-                     "%d)",
+                     "%d, server error %s)",
                      (unsigned long long)now, (unsigned long long)p.total,
-                     rill_channel_is_active(ch), atomic_load(&r.inactive));
+                     rill_channel_is_active(ch), atomic_load(&r.inactive),
+                     rill_strerror(atomic_load(&r.last_error)));
     }
     cr_assert_eq(atomic_load(&r.received), p.total, "%llu of %llu B arrived",
                  (unsigned long long)atomic_load(&r.received), (unsigned long long)p.total);
@@ -268,9 +277,9 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     cr_assert_gt(atomic_load(&p.unwritable), 0, "the writer became unwritable");
     cr_assert_gt(atomic_load(&p.writable), 0, "and writable again");
     size_t maxp = atomic_load(&p.max_pending);
-    cr_assert_leq(maxp, HIGH_WATER + CHUNK,
+    cr_assert_leq(maxp, HIGH_WATER + chunk,
                   "pending bytes reached %zu (high watermark %zu + one %zu B write)", maxp,
-                  HIGH_WATER, CHUNK);
+                  HIGH_WATER, chunk);
 
     struct rill_rdma_stats cs, ss, sum = { 0 };
     rt_stats(ch, &cs);
@@ -280,14 +289,20 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     rt_stats_print("writer", &cs);
     rt_stats_print("slow reader", &ss);
     fprintf(stderr,
-            "credits: 32 MiB in %.1f s, %d read batches, %d unwritable events, max pending %zu B\n",
-            secs, atomic_load(&r.batches), atomic_load(&p.unwritable), maxp);
+            "credits: %llu B in %zu B writes in %.1f s, %d read batches, %d unwritable events, "
+            "max pending %zu B\n",
+            (unsigned long long)total, chunk, secs, atomic_load(&r.batches),
+            atomic_load(&p.unwritable), maxp);
     rt_stats_add(&sum, &cs);
     rt_stats_add(&sum, &ss);
-    cr_assert_gt(sum.credit_stalls, 0, "the writer ran out of credits");
-    cr_assert_gt(cs.credit_stalls, 0, "the writer itself counted the stalls");
-    cr_assert_gt(sum.credit_msgs, 0, "credits went back in explicit credit messages");
-    cr_assert_geq(ss.recvs, (p.total + (16u << 10) - 1) / (16u << 10) / 2);
+    cr_assert_gt(cs.credit_stalls, 0, "the writer ran out of credits");
+    if (rndv && chunk >= rndv) {
+        cr_assert_eq(cs.rndv_sent, (total + chunk - 1) / chunk, "every write went by rendezvous");
+        cr_assert_eq(ss.rndv_read, cs.rndv_sent);
+    } else {
+        cr_assert_gt(sum.credit_msgs, 0, "credits went back in explicit credit messages");
+        cr_assert_geq(ss.recvs, (p.total + (16u << 10) - 1) / (16u << 10) / 2);
+    }
 
     tx_close(ch);
     cr_assert(TX_EVENTUALLY(atomic_load(&r.inactive) == 1), "the child saw the close");
@@ -296,6 +311,23 @@ Test(credits, slow_reader_makes_the_writer_unwritable)
     tx_group_free(workers);
     tx_group_free(boss);
     rt_no_regions();
+}
+
+Test(credits, slow_reader_makes_the_writer_unwritable)
+{
+    /* At most 16 receive buffers (256 KiB) per 25 ms tick: about 10 MB/s,
+     * slower than the device even in the emulated guest, so the writer
+     * must wait for credits every tick. */
+    slow_reader(16, 25, CHUNK, 0, (uint64_t)32 << 20);
+}
+
+Test(credits, slow_reader_holds_back_rendezvous_writes)
+{
+    /* Every 8 KiB write by rendezvous (threshold 4 KiB), 4 receives, one
+     * batch per 100 ms: an offer holds its receive until its data is
+     * delivered, so the writer waits for credits here too, and the reader
+     * never holds more than 4 undelivered buffers. */
+    slow_reader(4, 100, 8192, 4096, (uint64_t)2 << 20);
 }
 
 /* ---- 4 receive buffers of 256 B ---- */

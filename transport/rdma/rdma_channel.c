@@ -649,7 +649,7 @@ static bool inq_push(struct rdma_ch *c, struct rdma_in e)
     return true;
 }
 
-static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len);
+static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len, uint32_t slot);
 
 static void on_recv(struct rdma_ch *c, const struct ibv_wc *wc, uint32_t slot)
 {
@@ -694,9 +694,10 @@ static void on_recv(struct rdma_ch *c, const struct ibv_wc *wc, uint32_t slot)
         size_t len;
         const uint8_t *p = rill_buf_write_ptr(b, 0, &len);
         (void)len;
-        rndv_start(c, p, wc->byte_len);
-        err = repost(c, slot);
-        c->to_return++;
+        /* The offer's receive is held until its data is delivered, as a
+         * DATA message's is: credits then hold back a sender of large
+         * writes to a slow reader too. */
+        rndv_start(c, p, wc->byte_len, slot);
         break;
     }
     case RMSG_RNDV_DONE:
@@ -753,7 +754,7 @@ static void sends_done(struct rdma_ch *c, uint64_t seq, int err)
         if (rndv_read && !err && c->rndv_in && --c->rndv_reads_left == 0) {
             struct rill_buf *b = c->rndv_in;
             c->rndv_in = NULL;
-            if (!inq_push(c, (struct rdma_in){ .buf = b, .slot = UINT32_MAX })) {
+            if (!inq_push(c, (struct rdma_in){ .buf = b, .slot = c->rndv_slot, .keep = true })) {
                 rill_buf_release(b);
                 fail(c, -EPROTO);
             }
@@ -809,7 +810,7 @@ static void deliver(struct rdma_ch *c)
         int err = 0;
         if (e.buf) {
             if (e.slot != UINT32_MAX) {
-                err = refill(c, e.slot);
+                err = e.keep ? repost(c, e.slot) : refill(c, e.slot);
                 c->to_return++;
             }
             n++;
@@ -1122,7 +1123,7 @@ void rill__rdma_ch_send(struct rdma_ch *c)
 
 /* ---- rendezvous, receiving side ---- */
 
-static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len)
+static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len, uint32_t slot)
 {
     struct rill_rdma_desc d;
     if (c->rndv_in || rill_rdma_desc_decode(p, len, &d) != 0 || d.len == 0 ||
@@ -1137,6 +1138,7 @@ static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len)
         return;
     }
     c->rndv_in = b;
+    c->rndv_slot = slot;
     c->rndv_reads_left = 0;
     c->rndv_desc = d;
     c->rndv_off = 0;

@@ -239,6 +239,7 @@ struct rdma_in {
     struct rill_buf *buf; /* data, or NULL for an event */
     uint32_t slot;        /* receive slot to refill at delivery, or UINT32_MAX */
     uint32_t imm, len;    /* USER_IMM event */
+    bool keep;            /* the slot kept its buffer: repost it, do not refill */
     bool fin;
 };
 
@@ -281,6 +282,7 @@ struct rdma_ch {
     bool send_done_pending;     /* owe the peer an RNDV_DONE */
     bool fin_pending, fin_sent; /* shutdown_output asked / done */
     struct rill_buf *rndv_in;   /* the peer's buffer being READ */
+    uint32_t rndv_slot;         /* the receive its offer came in: held until delivery */
     struct rill_rdma_desc rndv_desc;
     uint64_t rndv_off;        /* bytes of it with a READ posted */
     uint32_t rndv_reads_left; /* READ work requests of it not done */
