@@ -154,6 +154,7 @@ struct rill_rdma_stats {
     uint64_t credit_msgs;     /* explicit credit messages sent */
     uint64_t rndv_sent;       /* buffers offered by rendezvous */
     uint64_t rndv_read;       /* rendezvous buffers this side READ */
+    uint64_t rndv_queued;     /* ... of them offered while another was being READ */
     uint64_t credit_stalls;   /* times the sender ran out of credits */
     uint64_t reads, writes;   /* one-sided operations posted */
 };

@@ -199,6 +199,7 @@ static inline void rt_stats_add(struct rill_rdma_stats *sum, const struct rill_r
     sum->credit_msgs += s->credit_msgs;
     sum->rndv_sent += s->rndv_sent;
     sum->rndv_read += s->rndv_read;
+    sum->rndv_queued += s->rndv_queued;
     sum->credit_stalls += s->credit_stalls;
     sum->reads += s->reads;
     sum->writes += s->writes;
@@ -208,13 +209,14 @@ static inline void rt_stats_print(const char *who, const struct rill_rdma_stats 
 {
     fprintf(stderr,
             "%s: sends %llu (zero-copy %llu, inline %llu), copied %llu B, recvs %llu, credit msgs "
-            "%llu, credit stalls %llu, rndv sent %llu read %llu, reads %llu, writes %llu\n",
+            "%llu, credit stalls %llu, rndv sent %llu read %llu (queued %llu), reads %llu, writes "
+            "%llu\n",
             who, (unsigned long long)s->sends, (unsigned long long)s->sends_zero_copy,
             (unsigned long long)s->sends_inline, (unsigned long long)s->bytes_copied,
             (unsigned long long)s->recvs, (unsigned long long)s->credit_msgs,
             (unsigned long long)s->credit_stalls, (unsigned long long)s->rndv_sent,
-            (unsigned long long)s->rndv_read, (unsigned long long)s->reads,
-            (unsigned long long)s->writes);
+            (unsigned long long)s->rndv_read, (unsigned long long)s->rndv_queued,
+            (unsigned long long)s->reads, (unsigned long long)s->writes);
 }
 
 /* ---- the end of every test ---- */

@@ -299,6 +299,7 @@ static void slow_reader(uint32_t depth, uint64_t tick_ms, size_t chunk, size_t r
     if (rndv && chunk >= rndv) {
         cr_assert_eq(cs.rndv_sent, (total + chunk - 1) / chunk, "every write went by rendezvous");
         cr_assert_eq(ss.rndv_read, cs.rndv_sent);
+        cr_assert_gt(ss.rndv_queued, 0, "offers came while another was being read (pipelined)");
     } else {
         cr_assert_gt(sum.credit_msgs, 0, "credits went back in explicit credit messages");
         cr_assert_geq(ss.recvs, (p.total + (16u << 10) - 1) / (16u << 10) / 2);

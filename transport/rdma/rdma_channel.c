@@ -21,7 +21,9 @@
  * outbound queue is advanced (promises completed, buffers released) only
  * then. A buffer of at least rndv_min bytes goes by rendezvous instead:
  * registered for remote read, offered in an RNDV message, READ by the peer,
- * released at the peer's RNDV_DONE. */
+ * released at the peer's RNDV_DONE. Up to RNDV_MAX offers are in flight
+ * (a peer whose hello says it queues them); the peer READs them in order,
+ * and stream bytes behind an offer wait until it is done. */
 #include "transport/rdma/rdma_internal.h"
 
 #include <arpa/inet.h>
@@ -58,6 +60,7 @@ static int ch_alloc(struct rill_loop *loop, struct rill_channel *parent, struct 
         return err;
     }
     c->gen = atomic_fetch_add(&next_gen, 1);
+    c->rndv_out_max = 1;
     rill_list_init(&c->dirty);
     rill_list_init(&c->ops);
     c->local.scheme = c->remote.scheme = RILL_ADDR_RDMA;
@@ -103,6 +106,7 @@ int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, st
     c->is_child = true;
     c->peer_depth = hello->recv_depth;
     c->peer_rsize = hello->recv_size;
+    c->rndv_out_max = hello->flags & RDMA_HELLO_RNDV_QUEUE ? RNDV_MAX : 1;
     err = rill__rdma_dev_get(id->verbs, &c->dev);
     if (!err)
         err = rill__rdma_ec_open(&c->ec);
@@ -232,9 +236,11 @@ static int qp_setup(struct rdma_ch *c)
 
 static void conn_param(struct rdma_ch *c, struct rdma_conn_param *p, uint8_t *pd)
 {
-    struct rdma_hello h = {
-        .magic = RDMA_MAGIC, .version = RDMA_VERSION, .recv_depth = c->depth, .recv_size = c->rsize
-    };
+    struct rdma_hello h = { .magic = RDMA_MAGIC,
+                            .version = RDMA_VERSION,
+                            .flags = RDMA_HELLO_RNDV_QUEUE,
+                            .recv_depth = c->depth,
+                            .recv_size = c->rsize };
     rill__rdma_hello_encode(&h, pd);
     memset(p, 0, sizeof(*p));
     p->private_data = pd;
@@ -348,6 +354,7 @@ static void on_cm_event(struct rdma_ch *c, enum rdma_cm_event_type type, int sta
             }
             c->peer_depth = h.recv_depth;
             c->peer_rsize = h.recv_size;
+            c->rndv_out_max = h.flags & RDMA_HELLO_RNDV_QUEUE ? RNDV_MAX : 1;
         }
         set_addrs(c);
         established(c);
@@ -525,10 +532,8 @@ static void ch_close(struct rill_channel *ch)
         rill_buf_release(c->rndv_in);
         c->rndv_in = NULL;
     }
-    if (c->rndv_mr) {
-        ibv_dereg_mr(c->rndv_mr);
-        c->rndv_mr = NULL;
-    }
+    for (; c->rndv_out_n; c->rndv_out_n--, c->rndv_out_head = (c->rndv_out_head + 1) % RNDV_MAX)
+        ibv_dereg_mr(c->rndv_out[c->rndv_out_head].mr);
     /* Promises of one-sided operations fail from a task: their listeners
      * must not run inside the core's close. */
     size_t np = rill__rdma_ops_count(c);
@@ -650,6 +655,7 @@ static bool inq_push(struct rdma_ch *c, struct rdma_in e)
 }
 
 static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len, uint32_t slot);
+static void rndv_next(struct rdma_ch *c);
 
 static void on_recv(struct rdma_ch *c, const struct ibv_wc *wc, uint32_t slot)
 {
@@ -701,17 +707,14 @@ static void on_recv(struct rdma_ch *c, const struct ibv_wc *wc, uint32_t slot)
         break;
     }
     case RMSG_RNDV_DONE:
-        if (!c->rndv_wait) {
+        if (!c->rndv_out_n) {
             err = -EPROTO;
             break;
         }
-        c->rndv_wait = false;
-        if (c->rndv_mr) {
-            ibv_dereg_mr(c->rndv_mr);
-            c->rndv_mr = NULL;
-        }
-        c->done_bytes += c->rndv_bytes;
-        c->rndv_bytes = 0;
+        ibv_dereg_mr(c->rndv_out[c->rndv_out_head].mr);
+        c->done_bytes += c->rndv_out[c->rndv_out_head].bytes;
+        c->rndv_out_head = (c->rndv_out_head + 1) % RNDV_MAX;
+        c->rndv_out_n--;
         err = repost(c, slot);
         c->to_return++;
         break;
@@ -759,7 +762,8 @@ static void sends_done(struct rdma_ch *c, uint64_t seq, int err)
                 fail(c, -EPROTO);
             }
             c->st.rndv_read++;
-            c->send_done_pending = true;
+            c->send_done_owed++;
+            rndv_next(c);
         }
     }
 }
@@ -860,7 +864,7 @@ void rill__rdma_ch_service(struct rdma_ch *c)
     }
     /* RNDV_DONE and credits go out before the handlers run: one that closes
      * the channel on what it got must not strand the sender. */
-    if (!c->closed && !c->fail && c->send_done_pending)
+    if (!c->closed && !c->fail && c->send_done_owed)
         rill__rdma_ch_send(c);
     if (!c->closed && !c->fail)
         deliver(c);
@@ -879,7 +883,7 @@ void rill__rdma_ch_service(struct rdma_ch *c)
          * queued) did not close in order: a reset, as TCP's. Otherwise end
          * of input, and as the queue pair is gone both ways, a close. */
         bool lost =
-            c->sq_posted != c->sq_done || c->rndv_wait || rill__outbound_flushed_bytes(ch) > 0;
+            c->sq_posted != c->sq_done || c->rndv_out_n || rill__outbound_flushed_bytes(ch) > 0;
         if (lost) {
             rill__channel_close(ch, -ECONNRESET);
             return;
@@ -964,19 +968,18 @@ static void add_control(struct rdma_ch *c, struct chain *k, uint32_t type)
 /* Offer the buffer at @iov by rendezvous. */
 static int add_rndv(struct rdma_ch *c, struct chain *k, const struct iovec *iov)
 {
-    c->rndv_mr = ibv_reg_mr(c->dev->pd, iov->iov_base, iov->iov_len,
-                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
-    if (!c->rndv_mr)
+    struct ibv_mr *mr = ibv_reg_mr(c->dev->pd, iov->iov_base, iov->iov_len,
+                                   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
+    if (!mr)
         return errno ? -errno : -ENOMEM;
     void *bounce = rill_alloc(RILL_RDMA_DESC_SIZE, NULL);
     if (!bounce) {
-        ibv_dereg_mr(c->rndv_mr);
-        c->rndv_mr = NULL;
+        ibv_dereg_mr(mr);
         return -ENOMEM;
     }
     struct rill_rdma_desc d = { .addr = (uintptr_t)iov->iov_base,
                                 .len = iov->iov_len,
-                                .rkey = c->rndv_mr->rkey };
+                                .rkey = mr->rkey };
     rill_rdma_desc_encode(&d, bounce);
     uint32_t lkey = 0;
     rill__rdma_lkey(c->dev, bounce, RILL_RDMA_DESC_SIZE, &lkey);
@@ -984,8 +987,9 @@ static int add_rndv(struct rdma_ch *c, struct chain *k, const struct iovec *iov)
     wr->sg_list[0] =
         (struct ibv_sge){ .addr = (uintptr_t)bounce, .length = RILL_RDMA_DESC_SIZE, .lkey = lkey };
     wr->num_sge = 1;
-    c->rndv_wait = true;
-    c->rndv_bytes = iov->iov_len;
+    uint32_t at = (c->rndv_out_head + c->rndv_out_n++) % RNDV_MAX;
+    c->rndv_out[at].mr = mr;
+    c->rndv_out[at].bytes = iov->iov_len;
     c->st.rndv_sent++;
     rill__outbound_posted(&c->base, iov->iov_len);
     return 0;
@@ -1000,7 +1004,13 @@ static size_t add_data(struct rdma_ch *c, struct chain *k, int *err)
     int n = rill__outbound_iov_unposted(&c->base, iov, (int)c->max_sge, &avail);
     if (n <= 0 || avail == 0)
         return 0;
-    if (c->rndv_min && iov[0].iov_len >= c->rndv_min) {
+    bool rndv = c->rndv_min && iov[0].iov_len >= c->rndv_min;
+    /* Behind an offer the peer has not read yet, only further offers may
+     * go (the peer queues them and READs in order): bytes sent now would
+     * overtake it. */
+    if (c->rndv_out_n && (!rndv || c->rndv_out_n >= c->rndv_out_max))
+        return 0;
+    if (rndv) {
         *err = add_rndv(c, k, &iov[0]);
         return 0;
     }
@@ -1075,7 +1085,7 @@ void rill__rdma_ch_send(struct rdma_ch *c)
     if (!c->established || c->closed || c->fail || !c->qp)
         return;
     uint32_t want = c->depth / 4 ? c->depth / 4 : 1;
-    if (rill_list_empty(&c->ops) && !c->rndv_in && !c->send_done_pending && !c->fin_pending &&
+    if (rill_list_empty(&c->ops) && !c->rndv_in && !c->send_done_owed && !c->fin_pending &&
         c->to_return < want && rill__outbound_unposted_bytes(ch) == 0) {
         rill__outbound_set_transport_full(ch, false);
         return; /* nothing to post (the common call after a completion) */
@@ -1085,24 +1095,25 @@ void rill__rdma_ch_send(struct rdma_ch *c)
     struct chain k;
     k.n = 0;
     int err = 0;
-    if (c->send_done_pending && can_send(c)) {
-        c->send_done_pending = false;
+    while (c->send_done_owed && can_send(c)) {
+        c->send_done_owed--;
         add_control(c, &k, RMSG_RNDV_DONE);
     }
     bool stalled = false;
-    while (!err && !c->rndv_wait && !c->fin_sent && rill__outbound_unposted_bytes(ch) > 0) {
+    while (!err && !c->fin_sent && rill__outbound_unposted_bytes(ch) > 0) {
         if (!can_send(c)) {
             stalled = true;
             break;
         }
-        if (add_data(c, &k, &err) == 0 && !c->rndv_wait)
+        uint32_t offers = c->rndv_out_n;
+        if (add_data(c, &k, &err) == 0 && c->rndv_out_n == offers)
             break;
         if (k.n == CHAIN_MAX && chain_post(c, &k) != 0)
             return;
     }
     if (stalled && c->credits <= 1)
         c->st.credit_stalls++;
-    if (!err && c->fin_pending && !c->fin_sent && !c->rndv_wait &&
+    if (!err && c->fin_pending && !c->fin_sent && !c->rndv_out_n &&
         rill__outbound_unposted_bytes(ch) == 0 && can_send(c)) {
         c->fin_sent = true;
         add_control(c, &k, RMSG_FIN);
@@ -1123,25 +1134,49 @@ void rill__rdma_ch_send(struct rdma_ch *c)
 
 /* ---- rendezvous, receiving side ---- */
 
-static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len, uint32_t slot)
+/* Begin READing the offer @d (its receive in @slot). */
+static void rndv_begin(struct rdma_ch *c, const struct rill_rdma_desc *d, uint32_t slot)
 {
-    struct rill_rdma_desc d;
-    if (c->rndv_in || rill_rdma_desc_decode(p, len, &d) != 0 || d.len == 0 ||
-        d.len > (uint64_t)1 << 40) {
-        RILL_WARN("rdma: channel %" PRIu64 ": bad rendezvous offer from the peer", c->base.id);
-        fail(c, -EPROTO);
-        return;
-    }
     struct rill_buf *b;
-    if (rill_buf_alloc((size_t)d.len, &b) != 0) {
+    if (rill_buf_alloc((size_t)d->len, &b) != 0) {
         fail(c, -ENOMEM);
         return;
     }
     c->rndv_in = b;
     c->rndv_slot = slot;
     c->rndv_reads_left = 0;
-    c->rndv_desc = d;
+    c->rndv_desc = *d;
     c->rndv_off = 0;
+}
+
+static void rndv_start(struct rdma_ch *c, const uint8_t *p, size_t len, uint32_t slot)
+{
+    struct rill_rdma_desc d;
+    if (rill_rdma_desc_decode(p, len, &d) != 0 || d.len == 0 || d.len > (uint64_t)1 << 40 ||
+        c->rndv_q_n == RNDV_MAX) {
+        RILL_WARN("rdma: channel %" PRIu64 ": bad rendezvous offer from the peer", c->base.id);
+        fail(c, -EPROTO);
+        return;
+    }
+    if (!c->rndv_in) {
+        rndv_begin(c, &d, slot);
+        return;
+    }
+    uint32_t at = (c->rndv_q_head + c->rndv_q_n++) % RNDV_MAX;
+    c->st.rndv_queued++;
+    c->rndv_q[at].desc = d;
+    c->rndv_q[at].slot = slot;
+}
+
+/* The offer being READ is done: begin the next queued one. */
+static void rndv_next(struct rdma_ch *c)
+{
+    if (!c->rndv_q_n)
+        return;
+    uint32_t at = c->rndv_q_head;
+    c->rndv_q_head = (c->rndv_q_head + 1) % RNDV_MAX;
+    c->rndv_q_n--;
+    rndv_begin(c, &c->rndv_q[at].desc, c->rndv_q[at].slot);
 }
 
 /* Post the READs of the offered buffer while the send queue has room. */

@@ -56,10 +56,12 @@ enum {
 #define IMM_MAKE(t, c)   (((uint32_t)(t) << 28) | ((c)&0xffffu))
 
 /* Private data of connect and accept (big-endian on the wire). */
+#define RDMA_HELLO_RNDV_QUEUE 0x1 /* queues up to RNDV_MAX offers (else one at a time) */
+#define RNDV_MAX              4   /* rendezvous offers in flight per direction */
 struct rdma_hello {
     uint32_t magic;
     uint8_t version;
-    uint8_t flags;
+    uint8_t flags; /* RDMA_HELLO_* */
     uint16_t reserved;
     uint32_t recv_depth; /* receives posted: the credits the peer starts with */
     uint32_t recv_size;  /* bytes per receive: the largest SEND the peer may post */
@@ -275,14 +277,26 @@ struct rdma_ch {
     struct rdma_swr *swr;
     uint64_t sq_posted, sq_done; /* work requests posted / completed */
     uint32_t unsignaled;
-    size_t done_bytes;      /* completed, to advance in the dirty pass */
-    struct ibv_mr *rndv_mr; /* our buffer the peer is READing */
-    size_t rndv_bytes;
-    bool rndv_wait;             /* sent RNDV, waiting for RNDV_DONE */
-    bool send_done_pending;     /* owe the peer an RNDV_DONE */
+    size_t done_bytes; /* completed, to advance in the dirty pass */
+    /* Our buffers offered by rendezvous, oldest first: the peer READs them
+     * in order and answers each with RNDV_DONE. */
+    struct {
+        struct ibv_mr *mr;
+        size_t bytes;
+    } rndv_out[RNDV_MAX];
+    uint32_t rndv_out_head, rndv_out_n;
+    uint32_t rndv_out_max;      /* offers the peer queues (1, or RNDV_MAX) */
+    uint32_t send_done_owed;    /* RNDV_DONEs to send */
     bool fin_pending, fin_sent; /* shutdown_output asked / done */
-    struct rill_buf *rndv_in;   /* the peer's buffer being READ */
-    uint32_t rndv_slot;         /* the receive its offer came in: held until delivery */
+    /* The peer's offers: the one being READ, then the queued ones, each
+     * holding the receive it came in until its data is delivered. */
+    struct rill_buf *rndv_in; /* the buffer being READ into */
+    uint32_t rndv_slot;
+    struct {
+        struct rill_rdma_desc desc;
+        uint32_t slot;
+    } rndv_q[RNDV_MAX];
+    uint32_t rndv_q_head, rndv_q_n;
     struct rill_rdma_desc rndv_desc;
     uint64_t rndv_off;        /* bytes of it with a READ posted */
     uint32_t rndv_reads_left; /* READ work requests of it not done */
