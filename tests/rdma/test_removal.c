@@ -9,7 +9,11 @@
  *     blocked after 30 s;
  *   - the exposed region stays the caller's, to revoke; rill_rdma_available
  *     says -ENODEV;
- *   - the device added back (same netdev) serves a new server and client.
+ *   - the device added back (same netdev) serves a new server and client;
+ *   - removed again when no channel is on it any more (a server on the
+ *     wildcard address, its one client closed), rill still sees the removal
+ *     (its own id on the device) and lets go, the wildcard listener stays,
+ *     and after the device comes back it takes a new client.
  *
  * It removes the guest's only RDMA device, so it runs alone (RUN_SERIAL)
  * and puts the device back, also from .fini when the test failed halfway.
@@ -203,12 +207,15 @@ Test(removal, channels_close_and_the_device_goes)
     rill_channel_release(a);
     tx_server_free(srv, true);
 
-    /* Back again: a new context, a new server, a new client. */
+    /* Back again: a new context. This time the server listens on the
+     * wildcard address (no device) and the one client closes before the
+     * removal: no channel is on the device then, only what is kept for the
+     * next one (the loops' CQs, the PD, the registrations). rill must still
+     * see the removal and let go. */
     dev_add_back();
     cr_assert(dev_ready(), "%s came back on %s", dev_name(), netdev);
     cr_assert(TX_EVENTUALLY(rill_rdma_available() == 0), "the device is seen again");
-    rt_uri(uri, sizeof(uri), "rdma", rt_ip(), 0);
-    srv = tx_server(boss, workers, uri, tx_echo_init, NULL);
+    srv = tx_server(boss, workers, "rdma://0.0.0.0:0", tx_echo_init, NULL);
     rt_uri(uri, sizeof(uri), "rdma", rt_ip(), rt_server_port(srv));
     tx_collector_reset(ca);
     atomic_store(&ca->inactive, 0);
@@ -216,6 +223,19 @@ Test(removal, channels_close_and_the_device_goes)
     cr_assert(rill_channel_is_rdma(a));
     echo_once(a, ca, 4096, 4);
     echo_once(a, ca, 300000, 5); /* a rendezvous: registrations on the new device */
+    tx_close(a);
+    cr_assert(TX_EVENTUALLY(rill_server_child_count(srv) == 0), "the server's child closed");
+
+    dev_delete();
+    cr_assert(rill_channel_is_open(rill_server_listener(srv, 0)),
+              "the wildcard listener is on no device: it stays");
+
+    /* And back once more: the wildcard server takes a new client. */
+    dev_add_back();
+    cr_assert(dev_ready(), "%s came back on %s", dev_name(), netdev);
+    tx_collector_reset(ca);
+    a = tx_connect(clients, uri, client_init, ca);
+    echo_once(a, ca, 4096, 6);
     tx_close(a);
     tx_server_free(srv, true);
 

@@ -107,7 +107,7 @@ int rill__rdma_child_new(struct rill_channel *server, struct rill_loop *loop, st
     c->peer_depth = hello->recv_depth;
     c->peer_rsize = hello->recv_size;
     c->rndv_out_max = hello->flags & RDMA_HELLO_RNDV_QUEUE ? RNDV_MAX : 1;
-    err = rill__rdma_dev_get(id->verbs, &c->dev);
+    err = rill__rdma_dev_get(id, &c->dev);
     if (!err)
         err = rill__rdma_ec_open(&c->ec);
     if (!err && rdma_migrate_id(id, c->ec) != 0)
@@ -323,7 +323,7 @@ static void on_cm_event(struct rdma_ch *c, enum rdma_cm_event_type type, int sta
     switch (type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED:
         /* The id is on a device now: hold it (removal waits for us). */
-        err = c->dev ? 0 : rill__rdma_dev_get(c->id->verbs, &c->dev);
+        err = c->dev ? 0 : rill__rdma_dev_get(c->id, &c->dev);
         if (err)
             connect_failed(c, err, "the RDMA device cannot be used");
         else if (rdma_resolve_route(c->id, CM_TIMEOUT_MS) != 0)

@@ -133,8 +133,85 @@ static void chunk_dereg(void *arg, void *base, size_t len, void *handle)
         ibv_dereg_mr(handle);
 }
 
-/* dev_lock held. A new entry for @verbs: PD and allocator hook. */
-static int dev_open(struct ibv_context *verbs, struct rdma_dev **out)
+/* ---- the anchor: an id of rill's own on each device, and its watcher ---- */
+
+static struct rdma_event_channel *watch_ec; /* dev_lock */
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct rdma_cm_event *e;
+        if (rdma_get_cm_event(watch_ec, &e) != 0) {
+            if (errno == EINTR)
+                continue;
+            RILL_ERROR("rdma: the device watcher stops: %s", rill_strerror(-errno));
+            return NULL;
+        }
+        enum rdma_cm_event_type type = e->event;
+        struct rdma_dev *d = e->id->context;
+        rdma_ack_cm_event(e); /* first: destroying the anchor waits for it */
+        if (type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+            RILL_WARN("rdma: device %s was removed", ibv_get_device_name(d->device));
+            rill__rdma_dev_removed(d);
+        }
+    }
+}
+
+/* dev_lock held. Bound to @local (port 0) on @verbs, watched; NULL (and a
+ * warning) when that cannot be done. */
+static struct rdma_cm_id *anchor_new(struct rdma_dev *d, struct ibv_context *verbs,
+                                     const struct sockaddr *local)
+{
+    const char *why = "no local address";
+    struct rdma_cm_id *a = NULL;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (local && local->sa_family == AF_INET) {
+        memcpy(&ss, local, sizeof(struct sockaddr_in));
+        ((struct sockaddr_in *)&ss)->sin_port = 0;
+    } else if (local && local->sa_family == AF_INET6) {
+        memcpy(&ss, local, sizeof(struct sockaddr_in6));
+        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    } else {
+        goto fail;
+    }
+    why = "no event channel";
+    if (!watch_ec) {
+        watch_ec = rdma_create_event_channel();
+        if (!watch_ec)
+            goto fail;
+        pthread_attr_t at;
+        pthread_t t;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int err = pthread_create(&t, &at, watch_main, NULL);
+        pthread_attr_destroy(&at);
+        if (err) {
+            rdma_destroy_event_channel(watch_ec);
+            watch_ec = NULL;
+            why = "no thread";
+            goto fail;
+        }
+    }
+    why = "cannot bind an id to the device's address";
+    if (rdma_create_id(watch_ec, &a, d, RDMA_PS_TCP) != 0) {
+        a = NULL;
+        goto fail;
+    }
+    if (rdma_bind_addr(a, (struct sockaddr *)&ss) != 0 || a->verbs != verbs)
+        goto fail;
+    return a;
+fail:
+    if (a)
+        rdma_destroy_id(a);
+    RILL_WARN("rdma: %s: %s; its removal is seen only while a channel is on it",
+              ibv_get_device_name(verbs->device), why);
+    return NULL;
+}
+
+/* dev_lock held. A new entry for @verbs: PD, allocator hook, anchor. */
+static int dev_open(struct ibv_context *verbs, const struct sockaddr *local, struct rdma_dev **out)
 {
     struct rdma_dev *d = calloc(1, sizeof(*d));
     if (!d)
@@ -169,6 +246,7 @@ static int dev_open(struct ibv_context *verbs, struct rdma_dev **out)
         ibv_dealloc_pd(d->pd);
         goto fail;
     }
+    d->anchor = anchor_new(d, verbs, local);
     RILL_DEBUGF("rdma: device %s ready (max_sge %d, max_qp_wr %d, max_msg %u)",
                 ibv_get_device_name(verbs->device), d->attr.max_sge, d->attr.max_qp_wr, d->max_msg);
     *out = d;
@@ -178,8 +256,9 @@ fail:
     return err;
 }
 
-int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
+int rill__rdma_dev_get(struct rdma_cm_id *id, struct rdma_dev **out)
 {
+    struct ibv_context *verbs = id->verbs;
     if (!verbs)
         return -ENODEV;
     pthread_mutex_lock(&dev_lock);
@@ -191,7 +270,7 @@ int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
     if (d && atomic_load(&d->dead)) {
         err = -ENODEV; /* an id that has not seen the removal yet */
     } else if (!d) {
-        err = dev_open(verbs, &d);
+        err = dev_open(verbs, rdma_get_local_addr(id), &d);
         if (!err) {
             d->next = devs;
             devs = d;
@@ -207,53 +286,64 @@ int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out)
 /* ---- removal ----
  *
  * The kernel finishes removing a device only when every user-space context
- * on it is closed, and the context is librdmacm's. librdmacm closes it
- * when it notices the device has gone from the device list while none of
- * its ids uses it; but it looks only when asked for devices, and with no
- * device left at all it cannot look (rdma-core 44 gives up on an empty
- * list). So once all of our objects on the device are gone: if other
- * devices remain, let librdmacm look (rdma_get_devices); if none remain,
- * point the context's two descriptors at /dev/null, which drops the
- * kernel's file without closing the numbers librdmacm will close later.
- * That runs on a short-lived thread that waits for the device to leave
- * the list (it already has when the removal event arrives, on the kernels
- * tried). */
+ * on it is closed, and the context is librdmacm's. librdmacm closes it only
+ * when none of its ids uses the device and it has re-read the device list
+ * (rdma_get_devices, which also opens every other device, so rill does not
+ * call it), and with no device left at all it cannot re-read (rdma-core 44
+ * gives up on an empty list). So once all of rill's objects on the device
+ * are gone and the device has left the list, a short-lived thread destroys
+ * the anchor and then points the context's two descriptors at /dev/null:
+ * that drops the kernel's files, and the numbers stay valid for librdmacm
+ * to close whenever it re-reads the list. The anchor keeps librdmacm from
+ * closing the context before that (its count on the device stays above
+ * zero), so the descriptors are still the context's when they are
+ * replaced. */
 
 #define RELEASE_POLL_NS (20 * RILL_NS_PER_MS)
 #define RELEASE_TRIES   500 /* 10 s */
 
 static _Atomic int64_t avail_until; /* rill_rdma_available's cache, ns */
 
-/* -EAGAIN while the device is still listed, else 0. */
-static int context_release(struct rdma_dev *d)
+static bool device_listed(struct ibv_device *dev)
 {
     int n = 0;
     struct ibv_device **l = ibv_get_device_list(&n);
     bool listed = false;
     for (int i = 0; l && i < n; i++)
-        listed |= l[i] == d->device;
+        listed |= l[i] == dev;
     if (l)
         ibv_free_device_list(l);
-    if (listed)
-        return -EAGAIN;
-    if (n > 0) {
-        struct ibv_context **v = rdma_get_devices(NULL);
-        if (v)
-            rdma_free_devices(v);
-        return 0;
-    }
-    /* Only while the numbers still name this context's files: librdmacm
-     * cannot have closed it (it does not look at an empty list). */
+    return listed;
+}
+
+/* Whether @fd is still the context's event file (an anonymous inode: only
+ * its name tells it from an epoll or an eventfd). */
+static bool is_async_file(int fd)
+{
+    char path[64], name[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, name, sizeof(name) - 1);
+    if (n <= 0)
+        return false;
+    name[n] = '\0';
+    return strcmp(name, "anon_inode:[infinibandevent]") == 0;
+}
+
+static void context_release(struct rdma_dev *d)
+{
+    if (d->anchor)
+        rdma_destroy_id(d->anchor);
+    d->anchor = NULL;
     struct stat st;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
-        return 0;
-    if (fstat(d->cmd_fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == d->cmd_rdev)
+        return;
+    if (fstat(d->cmd_fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == d->cmd_rdev) {
         dup3(null, d->cmd_fd, O_CLOEXEC);
-    if (fstat(d->async_fd, &st) == 0 && st.st_ino == d->async_ino)
-        dup3(null, d->async_fd, O_CLOEXEC);
+        if (is_async_file(d->async_fd))
+            dup3(null, d->async_fd, O_CLOEXEC);
+    }
     close(null);
-    return 0;
 }
 
 static void *release_main(void *arg)
@@ -264,13 +354,15 @@ static void *release_main(void *arg)
     snprintf(dn, sizeof(dn), "%s", name ? name : "?");
     int tries = 0;
     struct timespec ts = { 0, RELEASE_POLL_NS };
-    while (context_release(d) == -EAGAIN && ++tries < RELEASE_TRIES)
+    while (device_listed(d->device) && ++tries < RELEASE_TRIES)
         nanosleep(&ts, NULL);
-    if (tries == RELEASE_TRIES)
+    if (tries == RELEASE_TRIES) {
         RILL_WARN("rdma: %s is still listed %d s after its removal; its context stays open", dn,
                   RELEASE_TRIES * (int)(RELEASE_POLL_NS / RILL_NS_PER_MS) / 1000);
-    else
+    } else {
+        context_release(d);
         RILL_INFO("rdma: %s removed; its resources are released", dn);
+    }
     pthread_mutex_lock(&dev_lock);
     d->verbs = NULL; /* a new context may get the same address */
     pthread_mutex_unlock(&dev_lock);
@@ -688,6 +780,8 @@ int rill__rdma_cq_reserve(struct rdma_loop *rl, struct rdma_dev *dev, int entrie
         q->dev_next = dev->cqs;
         dev->cqs = q;
         dev->ncq++;
+        if (atomic_load(&dev->dead))
+            reap_post(rl); /* removed meanwhile: it goes once unused */
         pthread_mutex_unlock(&dev_lock);
     }
     if (q->used + entries > q->cqe) {

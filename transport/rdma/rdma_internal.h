@@ -87,7 +87,8 @@ int rill__rdma_hello_decode(const void *p, size_t len, struct rdma_hello *h, con
  * channel), with the PD and the allocator's registrations (hook), which
  * then live as long as the device does.
  *
- * Removal (DEVICE_REMOVAL on any of our ids) makes it dead: no new users;
+ * Removal (DEVICE_REMOVAL on any of our ids, the anchor among them) makes
+ * it dead: no new users;
  * each loop destroys its CQ of the device once its channels have closed;
  * when no CQ and no id is left, the registrations, the exposed regions and
  * the PD are released and the verbs context is given back so the kernel
@@ -105,6 +106,10 @@ struct rdma_dev {
     struct rdma_cq *cqs; /* " */
     _Atomic bool dead;   /* removed (read without the lock) */
     bool released;       /* PD and registrations gone */
+    /* rill's own id bound to the device's address, watched by a thread:
+     * it sees the removal even when no channel is on the device, and it
+     * keeps librdmacm from closing the context until rill is done. */
+    struct rdma_cm_id *anchor;
     /* What giving the context back checks (the fds are librdmacm's). */
     struct ibv_device *device;
     int cmd_fd, async_fd;
@@ -113,11 +118,11 @@ struct rdma_dev {
     struct rdma_dev *next;
 };
 
-/* Thread: any. The device entry of @verbs, created on first use (PD,
- * allocator hook), with a hold for the caller's id: give it back with
- * rill__rdma_dev_put once the id is destroyed. 0 or -errno (-ENODEV: the
- * device is being removed). */
-int rill__rdma_dev_get(struct ibv_context *verbs, struct rdma_dev **out);
+/* Thread: any. The device entry of @id's device (id->verbs), created on
+ * first use (PD, allocator hook, the anchor id on @id's local address),
+ * with a hold for @id: give it back with rill__rdma_dev_put once @id is
+ * destroyed. 0 or -errno (-ENODEV: the device is being removed). */
+int rill__rdma_dev_get(struct rdma_cm_id *id, struct rdma_dev **out);
 /* Thread: any. Drop a hold of rill__rdma_dev_get. */
 void rill__rdma_dev_put(struct rdma_dev *dev);
 /* Thread: any (the loop of the id that saw RDMA_CM_EVENT_DEVICE_REMOVAL).

@@ -86,7 +86,7 @@ int rill__rdma_server_listen(struct rill_channel *server, const struct rill_addr
     /* Bound to one device's address: hold the device (a wildcard address
      * is on none). */
     if (s->id->verbs) {
-        int err = rill__rdma_dev_get(s->id->verbs, &s->dev);
+        int err = rill__rdma_dev_get(s->id, &s->dev);
         if (err)
             return err;
     }
@@ -139,7 +139,8 @@ static void on_io(struct rill_io *io, uint32_t events)
     while (!s->closed && s->want_read && rill__rdma_ev_take(s->ec, &ev)) {
         if (ev.type == RDMA_CM_EVENT_CONNECT_REQUEST) {
             connect_request(s, ev.id, ev.plen ? ev.pdata : NULL, ev.plen);
-        } else if (ev.type == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+        } else if (ev.type == RDMA_CM_EVENT_DEVICE_REMOVAL && ev.id == s->id) {
+            /* (A request's id not yet handed over gets it too: not ours.) */
             RILL_WARN("rdma: server %" PRIu64 ": the RDMA device was removed", s->base.id);
             if (s->dev)
                 rill__rdma_dev_removed(s->dev);
