@@ -133,6 +133,18 @@ static void chunk_dereg(void *arg, void *base, size_t len, void *handle)
         ibv_dereg_mr(handle);
 }
 
+/* A detached thread running fn(arg): 0 or -errno. */
+static int spawn_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t at;
+    pthread_t t;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&t, &at, fn, arg);
+    pthread_attr_destroy(&at);
+    return -err;
+}
+
 /* ---- the anchor: an id of rill's own on each device, and its watcher ---- */
 
 static struct rdma_event_channel *watch_ec; /* dev_lock */
@@ -181,13 +193,7 @@ static struct rdma_cm_id *anchor_new(struct rdma_dev *d, struct ibv_context *ver
         watch_ec = rdma_create_event_channel();
         if (!watch_ec)
             goto fail;
-        pthread_attr_t at;
-        pthread_t t;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        int err = pthread_create(&t, &at, watch_main, NULL);
-        pthread_attr_destroy(&at);
-        if (err) {
+        if (spawn_detached(watch_main, NULL) != 0) {
             rdma_destroy_event_channel(watch_ec);
             watch_ec = NULL;
             why = "no thread";
@@ -231,8 +237,6 @@ static int dev_open(struct ibv_context *verbs, const struct sockaddr *local, str
     struct stat st;
     if (fstat(d->cmd_fd, &st) == 0)
         d->cmd_rdev = st.st_rdev;
-    if (fstat(d->async_fd, &st) == 0)
-        d->async_ino = st.st_ino;
     d->pd = ibv_alloc_pd(verbs);
     if (!d->pd) {
         err = errno ? -errno : -ENOMEM;
@@ -384,13 +388,8 @@ static void dev_maybe_release(struct rdma_dev *d)
         RILL_ERROR("rdma: cannot free the protection domain of a removed device: %s",
                    rill_strerror(-errno));
     d->pd = NULL;
-    pthread_attr_t a;
-    pthread_t t;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &a, release_main, d) != 0)
+    if (spawn_detached(release_main, d) != 0)
         RILL_ERROR("rdma: no thread to release a removed device's context");
-    pthread_attr_destroy(&a);
 }
 
 static void reap_post(struct rdma_loop *rl);

@@ -114,7 +114,6 @@ struct rdma_dev {
     struct ibv_device *device;
     int cmd_fd, async_fd;
     dev_t cmd_rdev;
-    ino_t async_ino;
     struct rdma_dev *next;
 };
 
