@@ -98,21 +98,23 @@ Test(reject, bad_hellos_are_rejected_with_a_reason)
     int port = rt_server_port(srv);
     uint8_t h[16], pd[256], len;
 
-    hello(h, 0x12345678u, 1, 64, 16384);
-    cr_assert_eq(raw_connect(ip, port, h, sizeof(h), pd, &len), RDMA_CM_EVENT_REJECTED);
-    expect_reason(pd, len, "magic");
-
-    hello(h, 0x52494c52u, 9, 64, 16384);
-    cr_assert_eq(raw_connect(ip, port, h, sizeof(h), pd, &len), RDMA_CM_EVENT_REJECTED);
-    expect_reason(pd, len, "version");
-
-    hello(h, 0x52494c52u, 1, 1, 16384);
-    cr_assert_eq(raw_connect(ip, port, h, sizeof(h), pd, &len), RDMA_CM_EVENT_REJECTED);
-    expect_reason(pd, len, "depth");
-
-    hello(h, 0x52494c52u, 1, 64, 8);
-    cr_assert_eq(raw_connect(ip, port, h, sizeof(h), pd, &len), RDMA_CM_EVENT_REJECTED);
-    expect_reason(pd, len, "size");
+    static const struct {
+        uint32_t magic;
+        uint8_t version;
+        uint32_t depth, size;
+        const char *reason;
+    } bad[] = {
+        { 0x12345678u, 1, 64, 16384, "magic" },
+        { 0x52494c52u, 9, 64, 16384, "version" },
+        { 0x52494c52u, 1, 1, 16384, "depth" },
+        { 0x52494c52u, 1, 64, 8, "size" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        hello(h, bad[i].magic, bad[i].version, bad[i].depth, bad[i].size);
+        cr_assert_eq(raw_connect(ip, port, h, sizeof(h), pd, &len), RDMA_CM_EVENT_REJECTED,
+                     "a hello with a bad %s is rejected", bad[i].reason);
+        expect_reason(pd, len, bad[i].reason);
+    }
 
     /* No private data: the CM pads the request with zeros, so it reads as a
      * wrong magic. */
